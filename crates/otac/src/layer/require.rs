@@ -1,0 +1,261 @@
+//! The request side: [`RequireOtacLayer`] verifies the code of a step before the handler runs.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use pin_project::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::engine::{Ticket, Verifier};
+use crate::error::{ConfigError, OtacError};
+use crate::store::{Outcome, StoreFuture};
+use crate::verified::VerifiedOtac;
+use crate::workflow::Workflow;
+
+/// Requires a valid one-time authorization code for one step of a workflow.
+///
+/// A request without a valid code for this step never reaches the inner service: it is answered with the
+/// workflow's error response (problem+json by default), which also carries the [`OtacError`] in its extensions.
+/// A code that passes every check is spent (see [`Consume`](crate::Consume)) and the [`VerifiedOtac`] is put into
+/// the request extensions for the handler, and into the response extensions for an [`IssueOtacLayer`] further out.
+///
+/// [`IssueOtacLayer`]: crate::IssueOtacLayer
+#[derive(Clone, Debug)]
+pub struct RequireOtacLayer {
+    verifier: Arc<Verifier>,
+}
+
+impl RequireOtacLayer {
+    /// Requires codes for `step` of `workflow`.
+    ///
+    /// # Panics
+    ///
+    /// When `workflow` has no step `step`: routes are wired at start-up, so this fails there. Use
+    /// [`try_new`](Self::try_new) to handle it as an error.
+    #[track_caller]
+    pub fn new(workflow: &Workflow, step: &str) -> Self {
+        match Self::try_new(workflow, step) {
+            Ok(layer) => layer,
+            Err(err) => panic!("RequireOtacLayer: {err}"),
+        }
+    }
+
+    /// Requires codes for `step` of `workflow`, or says why it cannot.
+    pub fn try_new(workflow: &Workflow, step: &str) -> Result<Self, ConfigError> {
+        Ok(Self {
+            verifier: Arc::new(Verifier::new(workflow, step)?),
+        })
+    }
+
+    /// The verifier this layer uses.
+    pub fn verifier(&self) -> &Verifier {
+        &self.verifier
+    }
+}
+
+impl<S> Layer<S> for RequireOtacLayer {
+    type Service = RequireOtac<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequireOtac {
+            inner,
+            verifier: Arc::clone(&self.verifier),
+        }
+    }
+}
+
+/// The service of [`RequireOtacLayer`].
+#[derive(Clone, Debug)]
+pub struct RequireOtac<S> {
+    inner: S,
+    verifier: Arc<Verifier>,
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for RequireOtac<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    ResBody: From<Bytes>,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, ReqBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        let (mut parts, body) = req.into_parts();
+        let verified = match self.verifier.verify(&parts) {
+            Ok(verified) => verified,
+            Err(err) => return ResponseFuture::reject(&self.verifier, err),
+        };
+        parts.extensions.insert(verified.clone());
+        let req = Request::from_parts(parts, body);
+        match self.verifier.consume(&verified) {
+            None => ResponseFuture {
+                state: State::Calling {
+                    future: self.inner.call(req),
+                    ticket: None,
+                    verified: Some(verified),
+                },
+                verifier: Arc::clone(&self.verifier),
+            },
+            Some((store, ticket)) => {
+                // The service that was driven to readiness goes into the future; a clone stays here.
+                let clone = self.inner.clone();
+                let inner = std::mem::replace(&mut self.inner, clone);
+                ResponseFuture {
+                    state: State::Spending {
+                        store,
+                        ticket: Some(ticket),
+                        pending: Some((inner, req)),
+                        verified: Some(verified),
+                    },
+                    verifier: Arc::clone(&self.verifier),
+                }
+            }
+        }
+    }
+}
+
+/// The response future of [`RequireOtac`].
+#[pin_project]
+pub struct ResponseFuture<S, ReqBody>
+where
+    S: Service<Request<ReqBody>>,
+{
+    #[pin]
+    state: State<S, ReqBody>,
+    verifier: Arc<Verifier>,
+}
+
+#[pin_project(project = StateProj)]
+enum State<S, ReqBody>
+where
+    S: Service<Request<ReqBody>>,
+{
+    Rejected {
+        error: Option<OtacError>,
+    },
+    Spending {
+        store: StoreFuture<Outcome>,
+        ticket: Option<Ticket>,
+        pending: Option<(S, Request<ReqBody>)>,
+        verified: Option<VerifiedOtac>,
+    },
+    Calling {
+        #[pin]
+        future: S::Future,
+        ticket: Option<Ticket>,
+        verified: Option<VerifiedOtac>,
+    },
+    Finishing {
+        store: StoreFuture<()>,
+        response: Option<S::Response>,
+    },
+}
+
+impl<S, ReqBody> ResponseFuture<S, ReqBody>
+where
+    S: Service<Request<ReqBody>>,
+{
+    fn reject(verifier: &Arc<Verifier>, error: OtacError) -> Self {
+        Self {
+            state: State::Rejected { error: Some(error) },
+            verifier: Arc::clone(verifier),
+        }
+    }
+}
+
+impl<S, ReqBody> std::fmt::Debug for ResponseFuture<S, ReqBody>
+where
+    S: Service<Request<ReqBody>>,
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn rejection<B: From<Bytes>>(verifier: &Verifier, error: OtacError) -> Response<B> {
+    let mut response = verifier.reject(&error).map(B::from);
+    response.extensions_mut().insert(error);
+    response
+}
+
+impl<S, ReqBody, ResBody> Future for ResponseFuture<S, ReqBody>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: From<Bytes>,
+{
+    type Output = Result<Response<ResBody>, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Rejected { error } => {
+                    let error = error.take().unwrap_or_else(|| OtacError::store("polled after completion"));
+                    return Poll::Ready(Ok(rejection(this.verifier, error)));
+                }
+                StateProj::Spending {
+                    store,
+                    ticket,
+                    pending,
+                    verified,
+                } => {
+                    let outcome = ready!(Pin::new(store).poll(cx));
+                    let Some(checked) = ticket.take() else {
+                        return Poll::Ready(Ok(rejection(this.verifier, OtacError::store("polled after completion"))));
+                    };
+                    if let Err(err) = checked.check(outcome) {
+                        return Poll::Ready(Ok(rejection(this.verifier, err)));
+                    }
+                    let Some((mut inner, req)) = pending.take() else {
+                        return Poll::Ready(Ok(rejection(this.verifier, OtacError::store("polled after completion"))));
+                    };
+                    let verified = verified.take();
+                    let future = inner.call(req);
+                    this.state.set(State::Calling {
+                        future,
+                        ticket: Some(checked),
+                        verified,
+                    });
+                }
+                StateProj::Calling {
+                    future,
+                    ticket,
+                    verified,
+                } => {
+                    let mut response = ready!(future.poll(cx))?;
+                    if let Some(verified) = verified.take() {
+                        response.extensions_mut().insert(verified);
+                    }
+                    match ticket.take().and_then(|t| t.finish(response.status())) {
+                        None => return Poll::Ready(Ok(response)),
+                        Some(store) => this.state.set(State::Finishing {
+                            store,
+                            response: Some(response),
+                        }),
+                    }
+                }
+                StateProj::Finishing { store, response } => {
+                    if let Err(err) = ready!(Pin::new(store).poll(cx)) {
+                        // The handler already answered; a failed commit leaves the reservation, which keeps the code
+                        // unusable until the lease ends.
+                        tracing::error!(reason = err.reason(), "otac: finishing a one-time use failed");
+                    }
+                    let Some(response) = response.take() else {
+                        return Poll::Ready(Ok(rejection(this.verifier, OtacError::store("polled after completion"))));
+                    };
+                    return Poll::Ready(Ok(response));
+                }
+            }
+        }
+    }
+}
