@@ -1,0 +1,1 @@
+//! Redis replay store for otac.
