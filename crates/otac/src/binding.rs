@@ -111,7 +111,9 @@ impl Binding {
                 }
             }
             BindingKind::Cookie(name) => cookie(parts, name).map(|v| Cow::Borrowed(v.as_bytes())),
-            BindingKind::Extension(lookup) => lookup(&parts.extensions).map(|v| Cow::Owned(v.into_bytes())),
+            BindingKind::Extension(lookup) => {
+                lookup(&parts.extensions).map(|v| Cow::Owned(v.into_bytes()))
+            }
             BindingKind::Custom(f) => f(parts).map(|v| Cow::Owned(v.into_bytes())),
         }
     }
@@ -121,9 +123,13 @@ impl Binding {
 fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
     let mut found = None;
     for header in parts.headers.get_all(COOKIE) {
-        let Ok(header) = header.to_str() else { continue };
+        let Ok(header) = header.to_str() else {
+            continue;
+        };
         for pair in header.split(';') {
-            let Some((n, v)) = pair.trim().split_once('=') else { continue };
+            let Some((n, v)) = pair.trim().split_once('=') else {
+                continue;
+            };
             if n == name {
                 if found.is_some() {
                     return None;
@@ -137,7 +143,8 @@ fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
 
 /// The `sub` claim for a binding value: base64url(HMAC-SHA256(key, label || workflow || 0 || value)).
 pub(crate) fn subject_hash(key: &[u8; 32], workflow: &str, value: &[u8]) -> String {
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC accepts any key length");
+    let mut mac =
+        <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC accepts any key length");
     mac.update(b"otac sub v1\0");
     mac.update(workflow.as_bytes());
     mac.update(&[0]);
@@ -165,15 +172,24 @@ mod tests {
     #[test]
     fn header_binding_needs_exactly_one_value() {
         let b = Binding::header(HeaderName::from_static("device-id"));
-        assert_eq!(b.value(&parts(&[("device-id", "d1")])).as_deref(), Some(&b"d1"[..]));
+        assert_eq!(
+            b.value(&parts(&[("device-id", "d1")])).as_deref(),
+            Some(&b"d1"[..])
+        );
         assert!(b.value(&parts(&[])).is_none());
-        assert!(b.value(&parts(&[("device-id", "d1"), ("device-id", "d2")])).is_none());
+        assert!(
+            b.value(&parts(&[("device-id", "d1"), ("device-id", "d2")]))
+                .is_none()
+        );
     }
 
     #[test]
     fn cookie_binding_finds_one_cookie() {
         let b = Binding::cookie("sid");
-        assert_eq!(b.value(&parts(&[("cookie", "a=1; sid=s2")])).as_deref(), Some(&b"s2"[..]));
+        assert_eq!(
+            b.value(&parts(&[("cookie", "a=1; sid=s2")])).as_deref(),
+            Some(&b"s2"[..])
+        );
         assert!(b.value(&parts(&[("cookie", "sid=1; sid=2")])).is_none());
         assert!(b.value(&parts(&[("cookie", "sidx=1")])).is_none());
     }

@@ -98,7 +98,12 @@ impl Verifier {
         self.verify_token_at(token, parts, now_secs())
     }
 
-    pub(crate) fn verify_token_at(&self, token: &str, parts: &Parts, now: u64) -> Result<VerifiedOtac, OtacError> {
+    pub(crate) fn verify_token_at(
+        &self,
+        token: &str,
+        parts: &Parts,
+        now: u64,
+    ) -> Result<VerifiedOtac, OtacError> {
         let wf = &*self.workflow.inner;
         let step = self.workflow.step_config(self.step);
         let (_key, claims) = token::decode(token, &wf.keys, wf.max_len)?;
@@ -118,14 +123,28 @@ impl Verifier {
         if claims.nbf > now.saturating_add(leeway) {
             return Err(OtacError::expired("code not valid yet"));
         }
-        if claims.exp > now.saturating_add(step.max_incoming.as_secs()).saturating_add(leeway) {
-            return Err(OtacError::invalid("code lives longer than this step ever issues"));
+        if claims.exp
+            > now
+                .saturating_add(step.max_incoming.as_secs())
+                .saturating_add(leeway)
+        {
+            return Err(OtacError::invalid(
+                "code lives longer than this step ever issues",
+            ));
         }
-        if now > claims.rat.saturating_add(wf.run_lifetime.as_secs()).saturating_add(leeway) {
+        if now
+            > claims
+                .rat
+                .saturating_add(wf.run_lifetime.as_secs())
+                .saturating_add(leeway)
+        {
             return Err(OtacError::expired("workflow run lifetime is over"));
         }
         if !claims.aud.contains(&step.name) {
-            return Err(OtacError::new(OtacErrorKind::WrongStep, "code is for another step"));
+            return Err(OtacError::new(
+                OtacErrorKind::WrongStep,
+                "code is for another step",
+            ));
         }
         let binding_key = *wf.keys.binding_key();
         match &wf.binding.0 {
@@ -155,7 +174,10 @@ impl Verifier {
         let claims = verified.claims();
         let key = StoreKey::new(&wf.issuer, &wf.name, &claims.jti);
         // The entry outlives the code: exp + leeway, and never less than the leeway whatever the clocks say.
-        let ttl_secs = claims.exp.saturating_sub(now_secs()).saturating_add(wf.leeway.as_secs());
+        let ttl_secs = claims
+            .exp
+            .saturating_sub(now_secs())
+            .saturating_add(wf.leeway.as_secs());
         let spent_until_ms = now_millis()
             .saturating_add(ttl_secs.saturating_mul(1000))
             .max(now_millis() + 1000);
@@ -165,7 +187,10 @@ impl Verifier {
             Consume::OnSuccess => {
                 let token = random_u64();
                 let lease_until = now_millis().saturating_add(wf.lease.as_millis() as u64);
-                (store.reserve(&key, token, lease_until.min(spent_until_ms)), token)
+                (
+                    store.reserve(&key, token, lease_until.min(spent_until_ms)),
+                    token,
+                )
             }
         };
         Some((
@@ -195,7 +220,10 @@ impl Verifier {
 }
 
 fn mismatch() -> OtacError {
-    OtacError::new(OtacErrorKind::BindingMismatch, "code was issued to another caller")
+    OtacError::new(
+        OtacErrorKind::BindingMismatch,
+        "code was issued to another caller",
+    )
 }
 
 fn random_u64() -> u64 {
@@ -228,7 +256,9 @@ impl Ticket {
     pub fn check(&self, outcome: Result<Outcome, StoreError>) -> Result<(), OtacError> {
         match outcome {
             Ok(Outcome::Inserted) => Ok(()),
-            Ok(Outcome::AlreadyPresent) => Err(OtacError::new(OtacErrorKind::Replayed, "code already used")),
+            Ok(Outcome::AlreadyPresent) => {
+                Err(OtacError::new(OtacErrorKind::Replayed, "code already used"))
+            }
             Err(err) => {
                 tracing::warn!(reason = err.reason(), "otac replay store unavailable");
                 Err(err.into())
@@ -243,7 +273,8 @@ impl Ticket {
             return None;
         }
         Some(if (self.is_success)(status) {
-            self.store.commit(&self.key, self.token, self.spent_until_ms)
+            self.store
+                .commit(&self.key, self.token, self.spent_until_ms)
         } else {
             self.store.release(&self.key, self.token)
         })
@@ -285,7 +316,10 @@ impl Issuer {
             return Err(ConfigError::NoNextStep(step.to_owned()));
         }
         let expose = if workflow.inner.expose_header {
-            Some(HeaderValue::from_str(workflow.inner.header.as_str()).map_err(|e| ConfigError::InvalidHeader(e.to_string()))?)
+            Some(
+                HeaderValue::from_str(workflow.inner.header.as_str())
+                    .map_err(|e| ConfigError::InvalidHeader(e.to_string()))?,
+            )
         } else {
             None
         };
@@ -328,11 +362,18 @@ impl Issuer {
         } else {
             None
         };
-        IssueContext { carried, request_sub }
+        IssueContext {
+            carried,
+            request_sub,
+        }
     }
 
     /// Mints the code for a successful response, continuing the run of the carried code if any.
-    pub fn issue(&self, ctx: &IssueContext, attached: Option<&OtacClaims>) -> Result<String, OtacError> {
+    pub fn issue(
+        &self,
+        ctx: &IssueContext,
+        attached: Option<&OtacClaims>,
+    ) -> Result<String, OtacError> {
         self.issue_at(ctx, attached, now_secs())
     }
 
@@ -354,11 +395,15 @@ impl Issuer {
                 let inherited = carried.and_then(|c| c.sub.clone());
                 match (named, inherited) {
                     (Some(n), Some(i)) if !binding::same_subject(&n, &i) => {
-                        return Err(OtacError::issue("handler named another subject than the run's"));
+                        return Err(OtacError::issue(
+                            "handler named another subject than the run's",
+                        ));
                     }
                     (Some(n), _) => Some(n),
                     (None, Some(i)) => Some(i),
-                    (None, None) => return Err(OtacError::issue("handler named no subject to bind to")),
+                    (None, None) => {
+                        return Err(OtacError::issue("handler named no subject to bind to"));
+                    }
                 }
             }
             _ => Some(
@@ -375,7 +420,9 @@ impl Issuer {
         if now >= run_end {
             return Err(OtacError::expired("workflow run lifetime is over"));
         }
-        let exp = now.saturating_add(step.lifetime.as_secs().max(1)).min(run_end);
+        let exp = now
+            .saturating_add(step.lifetime.as_secs().max(1))
+            .min(run_end);
         let mut custom = carried.map(|c| c.ctx.clone()).unwrap_or_else(Map::new);
         if let Some(attached) = attached {
             custom.extend(attached.ctx.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -402,7 +449,8 @@ impl Issuer {
     /// Puts `code` into response headers: the code header, `Cache-Control: no-store` and, when configured,
     /// `Access-Control-Expose-Headers`.
     pub fn decorate(&self, headers: &mut HeaderMap, code: &str) -> Result<(), OtacError> {
-        let value = HeaderValue::from_str(code).map_err(|_| OtacError::issue("code is not a header value"))?;
+        let value = HeaderValue::from_str(code)
+            .map_err(|_| OtacError::issue("code is not a header value"))?;
         headers.insert(self.workflow.inner.header.clone(), value);
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if let Some(expose) = &self.expose {

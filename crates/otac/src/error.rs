@@ -117,7 +117,10 @@ impl OtacError {
     }
 
     pub(crate) const fn required() -> Self {
-        Self::new(OtacErrorKind::Required, "this step needs a one-time authorization code")
+        Self::new(
+            OtacErrorKind::Required,
+            "this step needs a one-time authorization code",
+        )
     }
     pub(crate) const fn malformed(reason: &'static str) -> Self {
         Self::new(OtacErrorKind::Malformed, reason)

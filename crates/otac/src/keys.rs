@@ -72,9 +72,15 @@ impl Key {
     /// The same key under an explicit `kid` (printable ASCII, at most 64 bytes).
     pub fn with_kid(self, kid: impl Into<String>) -> Result<Self, ConfigError> {
         let kid = kid.into();
-        if kid.is_empty() || kid.len() > 64 || !kid.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+        if kid.is_empty()
+            || kid.len() > 64
+            || !kid
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
         {
-            return Err(ConfigError::BadKey("kid must be 1 to 64 printable ASCII characters"));
+            return Err(ConfigError::BadKey(
+                "kid must be 1 to 64 printable ASCII characters",
+            ));
         }
         let inner = &*self.inner;
         Ok(Self::assemble(
@@ -93,11 +99,19 @@ impl Key {
                 min,
             });
         }
-        let encoding = EncodingKey::from_secret(secret).map_err(|_| ConfigError::BadKey("bad HMAC secret"))?;
-        let decoding = DecodingKey::from_secret(secret).map_err(|_| ConfigError::BadKey("bad HMAC secret"))?;
+        let encoding =
+            EncodingKey::from_secret(secret).map_err(|_| ConfigError::BadKey("bad HMAC secret"))?;
+        let decoding =
+            DecodingKey::from_secret(secret).map_err(|_| ConfigError::BadKey("bad HMAC secret"))?;
         let kid = URL_SAFE_NO_PAD.encode(&derive(secret, b"otac kid v1")[..9]);
         let binding_key = derive(secret, b"otac binding v1");
-        Ok(Self::assemble(kid, alg, Some(encoding), decoding, binding_key))
+        Ok(Self::assemble(
+            kid,
+            alg,
+            Some(encoding),
+            decoding,
+            binding_key,
+        ))
     }
 
     fn assemble(
@@ -107,7 +121,12 @@ impl Key {
         decoding: DecodingKey,
         binding_key: [u8; 32],
     ) -> Self {
-        let header = format!(r#"{{"alg":"{}","typ":"{}","kid":"{}"}}"#, alg_name(alg), crate::TOKEN_TYPE, kid);
+        let header = format!(
+            r#"{{"alg":"{}","typ":"{}","kid":"{}"}}"#,
+            alg_name(alg),
+            crate::TOKEN_TYPE,
+            kid
+        );
         Self {
             inner: Arc::new(KeyInner {
                 kid,
@@ -154,7 +173,8 @@ impl Key {
 /// HMAC-SHA256(secret, label): a one-way derivation so that the `kid` and the binding key reveal nothing of the
 /// signing secret and differ from each other.
 fn derive(secret: &[u8], label: &[u8]) -> [u8; 32] {
-    let mut mac = <HmacSha256 as KeyInit>::new_from_slice(secret).expect("HMAC accepts any key length");
+    let mut mac =
+        <HmacSha256 as KeyInit>::new_from_slice(secret).expect("HMAC accepts any key length");
     mac.update(label);
     mac.finalize().into_bytes().into()
 }
@@ -285,7 +305,10 @@ mod tests {
     fn short_secret_is_refused() {
         assert_eq!(
             Key::hs256([7u8; 31]).unwrap_err(),
-            ConfigError::WeakSecret { alg: "HS256", min: 32 }
+            ConfigError::WeakSecret {
+                alg: "HS256",
+                min: 32
+            }
         );
         assert!(Key::hs384([7u8; 47]).is_err());
         assert!(Key::hs512([7u8; 63]).is_err());

@@ -24,7 +24,8 @@ pub(crate) fn encode(key: &Key, claims: &Claims) -> Result<String, OtacError> {
     let encoding = key
         .encoding()
         .ok_or(OtacError::issue("the current key cannot sign"))?;
-    let payload = serde_json::to_vec(claims).map_err(|_| OtacError::issue("claims do not serialise"))?;
+    let payload =
+        serde_json::to_vec(claims).map_err(|_| OtacError::issue("claims do not serialise"))?;
     let header = key.header_b64();
     let mut token = String::with_capacity(header.len() + 2 + payload.len() * 4 / 3 + 100);
     token.push_str(header);
@@ -42,7 +43,11 @@ pub(crate) fn encode(key: &Key, claims: &Claims) -> Result<String, OtacError> {
 
 /// Verifies a code's form, header and signature, then decodes its claims. Claim checks (issuer, time, audience,
 /// binding) are the caller's.
-pub(crate) fn decode<'k>(token: &str, keys: &'k KeySet, max_len: usize) -> Result<(&'k Key, Claims), OtacError> {
+pub(crate) fn decode<'k>(
+    token: &str,
+    keys: &'k KeySet,
+    max_len: usize,
+) -> Result<(&'k Key, Claims), OtacError> {
     if token.len() > max_len {
         return Err(OtacError::malformed("code exceeds the size limit"));
     }
@@ -84,8 +89,8 @@ pub(crate) fn decode<'k>(token: &str, keys: &'k KeySet, max_len: usize) -> Resul
     let payload = URL_SAFE_NO_PAD
         .decode(payload_b64)
         .map_err(|_| OtacError::malformed("payload is not base64url"))?;
-    let claims: Claims =
-        serde_json::from_slice(&payload).map_err(|_| OtacError::malformed("claims are not valid"))?;
+    let claims: Claims = serde_json::from_slice(&payload)
+        .map_err(|_| OtacError::malformed("claims are not valid"))?;
     Ok((key, claims))
 }
 
@@ -107,9 +112,9 @@ struct Header {
 
 fn parse_header(json: &[u8]) -> Result<Header, OtacError> {
     let mut de = serde_json::Deserializer::from_slice(json);
-    let header = (&mut de)
-        .deserialize_map(HeaderVisitor)
-        .map_err(|_| OtacError::malformed("header is not a JSON object without duplicate members"))?;
+    let header = (&mut de).deserialize_map(HeaderVisitor).map_err(|_| {
+        OtacError::malformed("header is not a JSON object without duplicate members")
+    })?;
     de.end()
         .map_err(|_| OtacError::malformed("trailing data after the header"))?;
     Ok(header)
@@ -162,7 +167,11 @@ mod tests {
         assert!(parse_header(br#"[1]"#).is_err());
         assert!(parse_header(br#"{"alg":1}"#).is_err());
         assert!(parse_header(br#"{"alg":"HS256"} x"#).is_err());
-        assert!(parse_header(br#"{"alg":"HS256","jku":"https://x"}"#).unwrap().forbidden);
+        assert!(
+            parse_header(br#"{"alg":"HS256","jku":"https://x"}"#)
+                .unwrap()
+                .forbidden
+        );
     }
 
     #[test]
@@ -174,7 +183,11 @@ mod tests {
         assert_eq!(code("..."), Some("otac_malformed"));
         assert_eq!(code("!!.b.c"), Some("otac_malformed"));
         assert_eq!(code(&"a".repeat(5000)), Some("otac_malformed"));
-        let none = format!("{}.{}.c2ln", b64(r#"{"alg":"none","typ":"otac+jwt","kid":"x"}"#), b64("{}"));
+        let none = format!(
+            "{}.{}.c2ln",
+            b64(r#"{"alg":"none","typ":"otac+jwt","kid":"x"}"#),
+            b64("{}")
+        );
         assert_eq!(code(&none), Some("otac_invalid"));
     }
 }

@@ -80,8 +80,11 @@ impl VerifiedOtac {
 
     /// Whether the code is bound to `subject` (constant-time). For [`Binding::subject`](crate::Binding::subject).
     pub fn subject_is(&self, subject: &str) -> bool {
-        let Some(sub) = &self.claims.sub else { return false };
-        let expected = binding::subject_hash(&self.binding_key, &self.claims.wf, subject.as_bytes());
+        let Some(sub) = &self.claims.sub else {
+            return false;
+        };
+        let expected =
+            binding::subject_hash(&self.binding_key, &self.claims.wf, subject.as_bytes());
         binding::same_subject(sub, &expected)
     }
 }
@@ -121,7 +124,9 @@ impl OtacClaims {
                 self.ctx.extend(map);
                 Ok(self)
             }
-            _ => Err(serde::ser::Error::custom("custom claims must serialise to a JSON object")),
+            _ => Err(serde::ser::Error::custom(
+                "custom claims must serialise to a JSON object",
+            )),
         }
     }
 }

@@ -53,7 +53,11 @@ impl Replay {
 
 impl fmt::Debug for Replay {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_some() { "Replay::Store" } else { "Replay::Stateless" })
+        f.write_str(if self.0.is_some() {
+            "Replay::Store"
+        } else {
+            "Replay::Stateless"
+        })
     }
 }
 
@@ -246,7 +250,9 @@ pub struct WorkflowBuilder {
 
 impl fmt::Debug for WorkflowBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WorkflowBuilder").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("WorkflowBuilder")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
@@ -342,10 +348,14 @@ impl WorkflowBuilder {
             return Err(ConfigError::InvalidSetting("issuer must not be empty"));
         }
         if self.lifetime.is_zero() || self.run_lifetime.is_zero() || self.lease.is_zero() {
-            return Err(ConfigError::InvalidSetting("lifetimes and leases must be positive"));
+            return Err(ConfigError::InvalidSetting(
+                "lifetimes and leases must be positive",
+            ));
         }
         if self.max_len < 128 {
-            return Err(ConfigError::InvalidSetting("max code length below 128 bytes"));
+            return Err(ConfigError::InvalidSetting(
+                "max code length below 128 bytes",
+            ));
         }
         let mut steps: Vec<StepConfig> = Vec::with_capacity(self.steps.len());
         for step in &self.steps {

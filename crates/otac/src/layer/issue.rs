@@ -124,10 +124,12 @@ where
         let mut response = ready!(this.inner.poll(cx))?;
         let (mut parts, body) = response.into_parts();
         this.context.carry(parts.extensions.get::<VerifiedOtac>());
-        if let Err(err) = this
-            .issuer
-            .complete(this.context, parts.status, &mut parts.headers, &parts.extensions)
-        {
+        if let Err(err) = this.issuer.complete(
+            this.context,
+            parts.status,
+            &mut parts.headers,
+            &parts.extensions,
+        ) {
             parts.extensions.insert(err);
         }
         response = Response::from_parts(parts, body);

@@ -200,7 +200,9 @@ where
         loop {
             match this.state.as_mut().project() {
                 StateProj::Rejected { error } => {
-                    let error = error.take().unwrap_or_else(|| OtacError::store("polled after completion"));
+                    let error = error
+                        .take()
+                        .unwrap_or_else(|| OtacError::store("polled after completion"));
                     return Poll::Ready(Ok(rejection(this.verifier, error)));
                 }
                 StateProj::Spending {
@@ -211,13 +213,19 @@ where
                 } => {
                     let outcome = ready!(Pin::new(store).poll(cx));
                     let Some(checked) = ticket.take() else {
-                        return Poll::Ready(Ok(rejection(this.verifier, OtacError::store("polled after completion"))));
+                        return Poll::Ready(Ok(rejection(
+                            this.verifier,
+                            OtacError::store("polled after completion"),
+                        )));
                     };
                     if let Err(err) = checked.check(outcome) {
                         return Poll::Ready(Ok(rejection(this.verifier, err)));
                     }
                     let Some((mut inner, req)) = pending.take() else {
-                        return Poll::Ready(Ok(rejection(this.verifier, OtacError::store("polled after completion"))));
+                        return Poll::Ready(Ok(rejection(
+                            this.verifier,
+                            OtacError::store("polled after completion"),
+                        )));
                     };
                     let verified = verified.take();
                     let future = inner.call(req);
@@ -248,10 +256,16 @@ where
                     if let Err(err) = ready!(Pin::new(store).poll(cx)) {
                         // The handler already answered; a failed commit leaves the reservation, which keeps the code
                         // unusable until the lease ends.
-                        tracing::error!(reason = err.reason(), "otac: finishing a one-time use failed");
+                        tracing::error!(
+                            reason = err.reason(),
+                            "otac: finishing a one-time use failed"
+                        );
                     }
                     let Some(response) = response.take() else {
-                        return Poll::Ready(Ok(rejection(this.verifier, OtacError::store("polled after completion"))));
+                        return Poll::Ready(Ok(rejection(
+                            this.verifier,
+                            OtacError::store("polled after completion"),
+                        )));
                     };
                     return Poll::Ready(Ok(response));
                 }

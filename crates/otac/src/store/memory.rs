@@ -84,7 +84,13 @@ impl Shard {
         self.map.len() < capacity
     }
 
-    fn insert_if_absent(&mut self, key: u128, entry: Entry, now: u64, capacity: usize) -> Result<Outcome, StoreError> {
+    fn insert_if_absent(
+        &mut self,
+        key: u128,
+        entry: Entry,
+        now: u64,
+        capacity: usize,
+    ) -> Result<Outcome, StoreError> {
         if let Some(existing) = self.map.get_mut(&key) {
             if existing.until_ms > now {
                 return Ok(Outcome::AlreadyPresent);
@@ -188,7 +194,9 @@ impl MemoryStore {
 /// A poisoned shard only means another thread panicked while holding it; the map itself is always consistent
 /// (every mutation is a single insert or retain), so keep serving.
 fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
-    shard.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    shard
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl ReplayStore for MemoryStore {
@@ -272,9 +280,18 @@ mod tests {
     #[test]
     fn second_consume_sees_the_first() {
         let store = MemoryStore::new(16);
-        assert_eq!(now_sync(store.consume(&key(1), u64::MAX)), Ok(Outcome::Inserted));
-        assert_eq!(now_sync(store.consume(&key(1), u64::MAX)), Ok(Outcome::AlreadyPresent));
-        assert_eq!(now_sync(store.consume(&key(2), u64::MAX)), Ok(Outcome::Inserted));
+        assert_eq!(
+            now_sync(store.consume(&key(1), u64::MAX)),
+            Ok(Outcome::Inserted)
+        );
+        assert_eq!(
+            now_sync(store.consume(&key(1), u64::MAX)),
+            Ok(Outcome::AlreadyPresent)
+        );
+        assert_eq!(
+            now_sync(store.consume(&key(2), u64::MAX)),
+            Ok(Outcome::Inserted)
+        );
     }
 
     #[test]
@@ -286,15 +303,27 @@ mod tests {
         }
         let store = MemoryStore::with_shards(4, 1).with_clock(now);
         for i in 0..4 {
-            assert_eq!(now_sync(store.consume(&key(i), 20_000)), Ok(Outcome::Inserted));
+            assert_eq!(
+                now_sync(store.consume(&key(i), 20_000)),
+                Ok(Outcome::Inserted)
+            );
         }
-        assert!(now_sync(store.consume(&key(9), 20_000)).is_err(), "full of live entries");
+        assert!(
+            now_sync(store.consume(&key(9), 20_000)).is_err(),
+            "full of live entries"
+        );
         // The live entries were not evicted.
         for i in 0..4 {
-            assert_eq!(now_sync(store.consume(&key(i), 20_000)), Ok(Outcome::AlreadyPresent));
+            assert_eq!(
+                now_sync(store.consume(&key(i), 20_000)),
+                Ok(Outcome::AlreadyPresent)
+            );
         }
         NOW.store(20_001, Ordering::SeqCst);
-        assert_eq!(now_sync(store.consume(&key(9), 30_000)), Ok(Outcome::Inserted));
+        assert_eq!(
+            now_sync(store.consume(&key(9), 30_000)),
+            Ok(Outcome::Inserted)
+        );
         assert_eq!(store.len(), 1, "expired entries were reclaimed");
     }
 
@@ -302,12 +331,24 @@ mod tests {
     fn reservation_lapses_and_release_only_removes_own_reservation() {
         let store = MemoryStore::with_shards(16, 1).with_clock(clock);
         let t = clock();
-        assert_eq!(now_sync(store.reserve(&key(1), 7, t + 100)), Ok(Outcome::Inserted));
-        assert_eq!(now_sync(store.reserve(&key(1), 8, t + 100)), Ok(Outcome::AlreadyPresent));
+        assert_eq!(
+            now_sync(store.reserve(&key(1), 7, t + 100)),
+            Ok(Outcome::Inserted)
+        );
+        assert_eq!(
+            now_sync(store.reserve(&key(1), 8, t + 100)),
+            Ok(Outcome::AlreadyPresent)
+        );
         now_sync(store.release(&key(1), 8)).unwrap();
-        assert_eq!(now_sync(store.consume(&key(1), t + 100)), Ok(Outcome::AlreadyPresent));
+        assert_eq!(
+            now_sync(store.consume(&key(1), t + 100)),
+            Ok(Outcome::AlreadyPresent)
+        );
         now_sync(store.release(&key(1), 7)).unwrap();
-        assert_eq!(now_sync(store.reserve(&key(1), 9, t + 100)), Ok(Outcome::Inserted));
+        assert_eq!(
+            now_sync(store.reserve(&key(1), 9, t + 100)),
+            Ok(Outcome::Inserted)
+        );
         now_sync(store.commit(&key(1), 9, t + 10_000)).unwrap();
         now_sync(store.release(&key(1), 9)).unwrap();
         assert_eq!(

@@ -1,0 +1,8 @@
+//! The onboarding example services and the shared pieces of the end-to-end tests.
+//!
+//! `cargo run --example onboarding` serves [`onboarding::router`] on axum.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod domain;
+pub mod onboarding;

@@ -1,0 +1,161 @@
+//! The consumer onboarding workflow on axum: the HTTP contract of the design note.
+//!
+//! | request | response |
+//! |---|---|
+//! | `POST /invitations` `{"email","mobile"}` | 201 `{"user_id"}`; queues an email code |
+//! | `GET /_dev/outbox?user_id=…` | the messages sent to the user, oldest first |
+//! | `POST /verify-email` `{"user_id","code"}` | 200 + code header (for `verify-mobile`, bound to the user) |
+//! | `POST /verify-mobile` + code header, `{"code"}` | 200 + code header (for `set-password`) |
+//! | `POST /set-password` + code header, `{"password"}` | 204; the user is active |
+//! | `GET /users/{id}` | `{"user_id","status","email_verified","mobile_verified"}` |
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, Method, StatusCode, header::CONTENT_TYPE};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use otac::{OtacClaims, Workflow};
+use otac_axum::{AttachClaims, IssueOtacLayer, Otac, RequireOtacLayer};
+use serde::Deserialize;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::domain::{Directory, DomainError};
+
+impl IntoResponse for DomainError {
+    fn into_response(self) -> Response {
+        let status =
+            StatusCode::from_u16(self.status()).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY);
+        (status, Json(self.body())).into_response()
+    }
+}
+
+#[derive(Deserialize)]
+struct Invitation {
+    email: String,
+    mobile: String,
+}
+
+#[derive(Deserialize)]
+struct OutboxQuery {
+    user_id: String,
+}
+
+#[derive(Deserialize)]
+struct EmailVerification {
+    user_id: String,
+    code: String,
+}
+
+#[derive(Deserialize)]
+struct MobileVerification {
+    code: String,
+}
+
+#[derive(Deserialize)]
+struct NewPassword {
+    password: String,
+}
+
+async fn invite(
+    State(dir): State<Directory>,
+    Json(body): Json<Invitation>,
+) -> Result<Response, DomainError> {
+    let user_id = dir.invite(&body.email, &body.mobile)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({ "user_id": user_id })),
+    )
+        .into_response())
+}
+
+async fn outbox(State(dir): State<Directory>, Query(q): Query<OutboxQuery>) -> Response {
+    Json(dir.outbox(&q.user_id)).into_response()
+}
+
+async fn verify_email(
+    State(dir): State<Directory>,
+    Json(body): Json<EmailVerification>,
+) -> Result<(AttachClaims, Json<serde_json::Value>), DomainError> {
+    dir.verify_email(&body.user_id, &body.code)?;
+    // The next code is bound to this user, and tells the next step who it is.
+    let claims = OtacClaims::new()
+        .subject(body.user_id.clone())
+        .claim("user_id", body.user_id.clone());
+    Ok((
+        AttachClaims(claims),
+        Json(serde_json::json!({ "user_id": body.user_id, "email_verified": true })),
+    ))
+}
+
+/// The user id the code names. Codes of this workflow always carry it; one without is refused like a mismatch.
+fn user_of(otac: &Otac) -> Result<String, DomainError> {
+    otac.claim::<String>("user_id")
+        .filter(|id| otac.subject_is(id))
+        .ok_or(DomainError::UnknownUser)
+}
+
+async fn verify_mobile(
+    State(dir): State<Directory>,
+    otac: Otac,
+    Json(body): Json<MobileVerification>,
+) -> Result<Json<serde_json::Value>, DomainError> {
+    let user_id = user_of(&otac)?;
+    dir.verify_mobile(&user_id, &body.code)?;
+    Ok(Json(
+        serde_json::json!({ "user_id": user_id, "mobile_verified": true }),
+    ))
+}
+
+async fn set_password(
+    State(dir): State<Directory>,
+    otac: Otac,
+    Json(body): Json<NewPassword>,
+) -> Result<StatusCode, DomainError> {
+    let user_id = user_of(&otac)?;
+    dir.set_password(&user_id, &body.password)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn user(
+    State(dir): State<Directory>,
+    Path(id): Path<String>,
+) -> Result<Response, DomainError> {
+    dir.user(&id)
+        .map(|u| Json(u).into_response())
+        .ok_or(DomainError::UnknownUser)
+}
+
+/// The onboarding service for `workflow` (see [`crate::config::onboarding_workflow`]).
+pub fn router(workflow: &Workflow, directory: Directory) -> Router {
+    Router::new()
+        .route("/invitations", post(invite))
+        .route("/_dev/outbox", get(outbox))
+        .route(
+            "/verify-email",
+            post(verify_email).layer(IssueOtacLayer::new(workflow, "verify-email")),
+        )
+        .route(
+            "/verify-mobile",
+            post(verify_mobile)
+                .layer(IssueOtacLayer::new(workflow, "verify-mobile"))
+                .route_layer(RequireOtacLayer::new(workflow, "verify-mobile")),
+        )
+        .route(
+            "/set-password",
+            post(set_password).route_layer(RequireOtacLayer::new(workflow, "set-password")),
+        )
+        .route("/users/{id}", get(user))
+        .with_state(directory)
+}
+
+/// CORS for a browser page on `origin`: preflights allow the code header and JSON bodies; responses expose the code
+/// header so page script can read it.
+pub fn cors(workflow: &Workflow, origin: &str) -> Result<CorsLayer, String> {
+    let origin = HeaderValue::from_str(origin)
+        .map_err(|_| format!("OTAC_CORS_ORIGIN `{origin}` is not valid"))?;
+    Ok(CorsLayer::new()
+        .allow_origin(AllowOrigin::exact(origin))
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([CONTENT_TYPE, workflow.header().clone()])
+        .expose_headers([workflow.header().clone()]))
+}
