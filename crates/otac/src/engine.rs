@@ -9,7 +9,6 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::header::{ACCESS_CONTROL_EXPOSE_HEADERS, CACHE_CONTROL, HeaderMap, HeaderValue};
 use http::request::Parts;
 use http::{Extensions, StatusCode};
-use serde_json::Map;
 
 use crate::binding::{self, BindingKind};
 use crate::claims::{Audience, Claims};
@@ -423,7 +422,7 @@ impl Issuer {
         let exp = now
             .saturating_add(step.lifetime.as_secs().max(1))
             .min(run_end);
-        let mut custom = carried.map(|c| c.ctx.clone()).unwrap_or_else(Map::new);
+        let mut custom = carried.map(|c| c.ctx.clone()).unwrap_or_default();
         if let Some(attached) = attached {
             custom.extend(attached.ctx.iter().map(|(k, v)| (k.clone(), v.clone())));
         }

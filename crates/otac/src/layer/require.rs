@@ -135,6 +135,8 @@ where
     verifier: Arc<Verifier>,
 }
 
+// The request waits inside the future while the store answers; boxing it would cost an allocation per request.
+#[allow(clippy::large_enum_variant)]
 #[pin_project(project = StateProj)]
 enum State<S, ReqBody>
 where
