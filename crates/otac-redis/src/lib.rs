@@ -59,6 +59,9 @@ use redis::{Client, IntoConnectionInfo, RedisResult, Script, Value};
 /// The `redis` crate this store is built on, for building a [`ConnectionManager`] of the same version.
 pub use redis;
 
+#[doc(hidden)]
+pub mod testing;
+
 /// The default bound on each store call.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(250);
 

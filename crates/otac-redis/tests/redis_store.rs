@@ -1,11 +1,9 @@
 //! `RedisStore` against a real `redis-server`.
 //!
-//! Most tests use the server at `OTAC_TEST_REDIS_URL` (`.ci/redis.sh` starts one); the outage tests start private
-//! servers of their own on free loopback ports. Without a server the tests are skipped, except under `CI=true`,
-//! where they fail.
+//! Most tests use the server at `OTAC_TEST_REDIS_URL` (`.ci/redis.sh` starts one) or, when it is unset, a private
+//! `redis-server` of their own on a free loopback port; the outage tests always start private servers. Without
+//! `redis-server` the tests are skipped, except under `CI=true`, where they fail.
 
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -13,31 +11,7 @@ use otac::ReplayStore;
 use otac::store::{Outcome, StoreKey};
 use otac_redis::RedisStore;
 use otac_redis::redis::{self, AsyncCommands};
-
-const URL_VAR: &str = "OTAC_TEST_REDIS_URL";
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
-/// Fails under CI, otherwise says why the test does nothing.
-fn skip(why: &str) {
-    assert!(
-        !in_ci(),
-        "{why}: CI=true, so this is a failure (source .ci/redis.sh first)"
-    );
-    eprintln!("skipped: {why}");
-}
-
-fn test_url() -> Option<String> {
-    match std::env::var(URL_VAR) {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            skip(&format!("{URL_VAR} is not set"));
-            None
-        }
-    }
-}
+use otac_redis::testing::{PrivateRedis, TestRedis};
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -79,7 +53,10 @@ async fn raw(url: &str) -> redis::aio::MultiplexedConnection {
 
 #[tokio::test]
 async fn second_consume_is_a_replay() {
-    let Some(url) = test_url() else { return };
+    let Some(redis) = TestRedis::get() else {
+        return;
+    };
+    let url = redis.url();
     let store = store(&url, "consume").await;
     let exp = now_ms() + 60_000;
     assert_eq!(store.consume(&key("j1"), exp).await, Ok(Outcome::Inserted));
@@ -92,7 +69,10 @@ async fn second_consume_is_a_replay() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_consumes_across_two_stores_have_one_winner() {
-    let Some(url) = test_url() else { return };
+    let Some(redis) = TestRedis::get() else {
+        return;
+    };
+    let url = redis.url();
     let prefix = unique_prefix("race");
     // Two connection managers: as two processes would.
     let a = RedisStore::connect(url.as_str())
@@ -123,7 +103,10 @@ async fn concurrent_consumes_across_two_stores_have_one_winner() {
 
 #[tokio::test]
 async fn release_only_removes_own_reservation_and_never_a_spent_entry() {
-    let Some(url) = test_url() else { return };
+    let Some(redis) = TestRedis::get() else {
+        return;
+    };
+    let url = redis.url();
     let store = store(&url, "lease").await;
     let t = now_ms();
     let k = key("j1");
@@ -165,7 +148,10 @@ async fn release_only_removes_own_reservation_and_never_a_spent_entry() {
 
 #[tokio::test]
 async fn reservation_lapses_and_commit_still_spends() {
-    let Some(url) = test_url() else { return };
+    let Some(redis) = TestRedis::get() else {
+        return;
+    };
+    let url = redis.url();
     let store = store(&url, "lapse").await;
     let k = key("j1");
     assert_eq!(
@@ -208,7 +194,10 @@ async fn reservation_lapses_and_commit_still_spends() {
 
 #[tokio::test]
 async fn commit_never_shortens_a_spent_entry() {
-    let Some(url) = test_url() else { return };
+    let Some(redis) = TestRedis::get() else {
+        return;
+    };
+    let url = redis.url();
     let store = store(&url, "keep").await;
     let mut conn = raw(&url).await;
     let k = key("j1");
@@ -244,7 +233,10 @@ async fn commit_never_shortens_a_spent_entry() {
 
 #[tokio::test]
 async fn spent_entries_expire_by_themselves() {
-    let Some(url) = test_url() else { return };
+    let Some(redis) = TestRedis::get() else {
+        return;
+    };
+    let url = redis.url();
     let store = store(&url, "ttl").await;
     let k = key("j1");
     assert_eq!(
@@ -275,7 +267,10 @@ async fn spent_entries_expire_by_themselves() {
 
 #[tokio::test]
 async fn prefixes_keep_stores_apart() {
-    let Some(url) = test_url() else { return };
+    let Some(redis) = TestRedis::get() else {
+        return;
+    };
+    let url = redis.url();
     let base = unique_prefix("prefix");
     let a = RedisStore::connect(url.as_str())
         .await
@@ -313,96 +308,6 @@ async fn prefixes_keep_stores_apart() {
         shown.contains("otac:") && !shown.contains("redis://"),
         "{shown}"
     );
-}
-
-/// A `redis-server` of this test's own on a loopback port, killed when dropped.
-struct PrivateRedis {
-    port: u16,
-    child: Option<Child>,
-}
-
-impl PrivateRedis {
-    /// Starts one on a free port; `None` (after [`skip`]) when `redis-server` is not installed.
-    fn start() -> Option<Self> {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .expect("free port")
-            .local_addr()
-            .expect("addr")
-            .port();
-        let mut server = Self { port, child: None };
-        if server.spawn() { Some(server) } else { None }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
-    fn spawn(&mut self) -> bool {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        match child {
-            Ok(child) => self.child = Some(child),
-            Err(err) => {
-                skip(&format!("cannot run redis-server: {err}"));
-                return false;
-            }
-        }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "redis-server did not listen on port {}",
-                self.port
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        true
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Sends a signal to the server (`STOP`, `CONT`).
-    fn signal(&self, name: &str) {
-        let pid = self.child.as_ref().expect("running").id();
-        let status = Command::new("kill")
-            .args([&format!("-{name}"), &pid.to_string()])
-            .status()
-            .expect("kill");
-        assert!(status.success(), "kill -{name} {pid}");
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        if self.child.is_some() {
-            // A stopped process must be resumed to die cleanly on some systems.
-            let _ = Command::new("kill")
-                .args([
-                    "-CONT",
-                    &self.child.as_ref().map_or(0, Child::id).to_string(),
-                ])
-                .status();
-        }
-        self.kill();
-    }
 }
 
 #[tokio::test]
@@ -452,11 +357,8 @@ async fn fails_closed_while_redis_is_down_and_recovers_by_itself() {
     assert!(store.release(&key("down-r"), 1).await.is_err());
     assert!(started.elapsed() < 3 * timeout + Duration::from_millis(900));
 
-    assert!(
-        server.spawn(),
-        "restart redis-server on port {}",
-        server.port
-    );
+    // Restarts on the same port, or panics naming the port.
+    server.restart();
     // The same store, no reconnecting by hand: the connection manager finds the server again.
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut attempts = 0;
