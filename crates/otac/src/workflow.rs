@@ -223,6 +223,29 @@ impl Workflow {
         &self.inner.steps[index]
     }
 
+    /// The steps and their edges as a Mermaid flowchart (renders on GitHub and in most markdown viewers). An edge
+    /// means "success of the first step issues a code for the second"; steps that spend their code only on
+    /// success are marked.
+    pub fn to_mermaid(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::from("flowchart LR\n");
+        for (i, step) in self.inner.steps.iter().enumerate() {
+            let note = match step.consume {
+                Consume::OnSuccess => "<br/><small>spent on success</small>",
+                Consume::BeforeHandler => "",
+            };
+            let _ = writeln!(out, "    s{i}[\"{}{note}\"]", step.name.replace('"', "#quot;"));
+        }
+        for (i, step) in self.inner.steps.iter().enumerate() {
+            for next in &step.next {
+                if let Some(j) = self.inner.steps.iter().position(|s| &s.name == next) {
+                    let _ = writeln!(out, "    s{i} -->|code| s{j}");
+                }
+            }
+        }
+        out
+    }
+
     /// The error response for `error`, from the workflow's [`ErrorResponder`].
     pub fn error_response(&self, error: &crate::OtacError) -> http::Response<bytes::Bytes> {
         self.inner.responder.0.respond(error)
@@ -424,6 +447,22 @@ mod tests {
             .keys(KeySet::new(Key::hs256([9u8; 32]).unwrap()))
             .binding(Binding::none())
             .replay(Replay::store(MemoryStore::new(16)))
+    }
+
+    #[test]
+    fn mermaid_graph_lists_steps_and_edges() {
+        let wf = base()
+            .step(Step::new("a").then("b").then("c"))
+            .step(Step::new("b").consume(Consume::OnSuccess))
+            .step(Step::new("c"))
+            .build()
+            .unwrap();
+        let graph = wf.to_mermaid();
+        assert!(graph.starts_with("flowchart LR\n"));
+        assert!(graph.contains("s0[\"a\"]"));
+        assert!(graph.contains("s1[\"b<br/><small>spent on success</small>\"]"));
+        assert!(graph.contains("s0 -->|code| s1"));
+        assert!(graph.contains("s0 -->|code| s2"));
     }
 
     #[test]
