@@ -172,20 +172,21 @@ impl Verifier {
         let store = wf.replay.0.as_ref()?;
         let claims = verified.claims();
         let key = StoreKey::new(&wf.issuer, &wf.name, &claims.jti);
-        // The entry outlives the code: exp + leeway, and never less than the leeway whatever the clocks say.
-        let ttl_secs = claims
+        // The entry outlives the code: the code verifies while `now_secs <= exp + leeway`, that is until the end of
+        // that second, and the entry never lives less than the leeway (at least a second) whatever the clocks say.
+        let now_ms = now_millis();
+        let spent_until_ms = claims
             .exp
-            .saturating_sub(now_secs())
-            .saturating_add(wf.leeway.as_secs());
-        let spent_until_ms = now_millis()
-            .saturating_add(ttl_secs.saturating_mul(1000))
-            .max(now_millis() + 1000);
+            .saturating_add(wf.leeway.as_secs())
+            .saturating_add(1)
+            .saturating_mul(1000)
+            .max(now_ms.saturating_add(wf.leeway.as_millis().max(1000) as u64));
         let step = self.workflow.step_config(self.step);
         let (future, token) = match step.consume {
             Consume::BeforeHandler => (store.consume(&key, spent_until_ms), 0),
             Consume::OnSuccess => {
                 let token = random_u64();
-                let lease_until = now_millis().saturating_add(wf.lease.as_millis() as u64);
+                let lease_until = now_ms.saturating_add(wf.lease.as_millis() as u64);
                 (
                     store.reserve(&key, token, lease_until.min(spent_until_ms)),
                     token,
@@ -384,7 +385,13 @@ impl Issuer {
     ) -> Result<String, OtacError> {
         let wf = &*self.workflow.inner;
         let step = self.workflow.step_config(self.step);
-        let carried = ctx.carried.as_ref().map(VerifiedOtac::claims);
+        // Only a code of this workflow continues its run (a code of another workflow may reach here through
+        // `IssueContext::carry`, from a require layer of that workflow on the same route).
+        let carried = ctx
+            .carried
+            .as_ref()
+            .filter(|v| v.workflow() == wf.name)
+            .map(VerifiedOtac::claims);
         let sub = match &wf.binding.0 {
             BindingKind::None => None,
             BindingKind::Subject => {
@@ -459,7 +466,8 @@ impl Issuer {
     }
 
     /// For a response with `status`: issues and adds the code if it is a success; on failure no code is added, the
-    /// error is logged and returned.
+    /// error is logged and returned. A rejection (a response whose extensions carry an [`OtacError`] of a require
+    /// layer) never gets a code, whatever its status.
     pub fn complete(
         &self,
         ctx: &IssueContext,
@@ -468,6 +476,12 @@ impl Issuer {
         extensions: &Extensions,
     ) -> Result<bool, OtacError> {
         if !self.is_success(status) {
+            return Ok(false);
+        }
+        if extensions
+            .get::<OtacError>()
+            .is_some_and(|e| e.kind() != OtacErrorKind::IssueFailed)
+        {
             return Ok(false);
         }
         let result = self
