@@ -387,11 +387,18 @@ impl Issuer {
         let step = self.workflow.step_config(self.step);
         // Only a code of this workflow continues its run (a code of another workflow may reach here through
         // `IssueContext::carry`, from a require layer of that workflow on the same route).
+        // Only a code verified for this very step continues the run.
         let carried = ctx
             .carried
             .as_ref()
-            .filter(|v| v.workflow() == wf.name)
+            .filter(|v| v.workflow() == wf.name && v.step() == step.name)
             .map(VerifiedOtac::claims);
+        if carried.is_none() && !step.starts_runs {
+            // Other steps lead here: issuing without this step's own code would let a caller skip them.
+            return Err(OtacError::issue(
+                "this step continues a run: its request must carry a verified code for it",
+            ));
+        }
         let sub = match &wf.binding.0 {
             BindingKind::None => None,
             BindingKind::Subject => {

@@ -89,6 +89,10 @@ pub(crate) fn decode<'k>(
     let payload = URL_SAFE_NO_PAD
         .decode(payload_b64)
         .map_err(|_| OtacError::malformed("payload is not base64url"))?;
+    // RFC 7519: the claims are a JSON object (serde would also read a struct from an array).
+    if payload.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(OtacError::malformed("claims are not a JSON object"));
+    }
     let claims: Claims = serde_json::from_slice(&payload)
         .map_err(|_| OtacError::malformed("claims are not valid"))?;
     Ok((key, claims))

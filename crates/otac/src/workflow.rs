@@ -69,6 +69,7 @@ pub struct Step {
     consume: Consume,
     lifetime: Option<Duration>,
     issue_when: fn(StatusCode) -> bool,
+    entry: bool,
 }
 
 impl Step {
@@ -80,7 +81,16 @@ impl Step {
             consume: Consume::BeforeHandler,
             lifetime: None,
             issue_when: |status| status.is_success(),
+            entry: false,
         }
+    }
+
+    /// Lets this step start new runs even though other steps lead to it (e.g. a "resend" loop). By default only
+    /// steps that no other step leads to start runs; any other step issues a code only when its request carried a
+    /// verified code for it, so an issue layer without its require layer cannot be used to skip steps.
+    pub fn entry(mut self) -> Self {
+        self.entry = true;
+        self
     }
 
     /// A step that the success of this one issues a code for. Call again for branches: the code's audience names
@@ -119,6 +129,8 @@ pub(crate) struct StepConfig {
     pub(crate) is_success: fn(StatusCode) -> bool,
     /// The longest lifetime of any code issued for this step (+ leeway is added when checking).
     pub(crate) max_incoming: Duration,
+    /// Whether issuing may start a new run (no step leads here, or `Step::entry`).
+    pub(crate) starts_runs: bool,
 }
 
 /// A workflow definition. Cheap to clone (an `Arc`).
@@ -234,7 +246,11 @@ impl Workflow {
                 Consume::OnSuccess => "<br/><small>spent on success</small>",
                 Consume::BeforeHandler => "",
             };
-            let _ = writeln!(out, "    s{i}[\"{}{note}\"]", step.name.replace('"', "#quot;"));
+            let _ = writeln!(
+                out,
+                "    s{i}[\"{}{note}\"]",
+                step.name.replace('"', "#quot;")
+            );
         }
         for (i, step) in self.inner.steps.iter().enumerate() {
             for next in &step.next {
@@ -397,6 +413,7 @@ impl WorkflowBuilder {
                 lifetime,
                 is_success: step.issue_when,
                 max_incoming: Duration::ZERO,
+                starts_runs: step.entry,
             });
         }
         for i in 0..steps.len() {
@@ -409,6 +426,9 @@ impl WorkflowBuilder {
                 let incoming = &mut steps[target].max_incoming;
                 *incoming = (*incoming).max(lifetime);
             }
+        }
+        for step in &mut steps {
+            step.starts_runs |= step.max_incoming.is_zero();
         }
         Ok(Workflow {
             inner: Arc::new(WorkflowInner {

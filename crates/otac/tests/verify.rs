@@ -848,11 +848,53 @@ fn audience_must_name_this_step() {
     );
     assert_kind(check(without(claims(), "aud")), MALFORMED);
     // The real issuer's code for the next step is the wrong step here.
-    let code = issue(&wf, "verify-email", &no_headers(), None);
+    let code = issue(&wf, "invite", &no_headers(), None);
     assert_kind(
-        verify(&wf, "verify-email", &code, &no_headers()),
+        verify(&wf, "verify-mobile", &code, &no_headers()),
         WRONG_STEP,
     );
+}
+
+#[test]
+fn a_step_that_others_lead_to_issues_only_with_its_own_code() {
+    // An issue layer without its require layer must not mint a fresh run mid-workflow (that would skip steps).
+    let wf = workflow(Binding::none());
+    let issuer = Issuer::new(&wf, "verify-email").unwrap();
+    let err = issuer
+        .issue(&issuer.prepare(&no_headers()), None)
+        .unwrap_err();
+    assert_eq!(err.code(), "otac_issue_failed");
+    // With a code verified for this step it continues the run.
+    let first = issue(&wf, "invite", &no_headers(), None);
+    let verified = verify(&wf, "verify-email", &first, &no_headers()).unwrap();
+    let mut carried = no_headers();
+    carried.extensions.insert(verified.clone());
+    let next = issue(&wf, "verify-email", &carried, None);
+    let next = verify(&wf, "verify-mobile", &next, &no_headers()).unwrap();
+    assert_eq!(next.run_id(), verified.run_id());
+    // A code verified for another step does not count.
+    let mut other = no_headers();
+    other.extensions.insert(verified);
+    assert!(
+        Issuer::new(&wf, "verify-mobile")
+            .unwrap()
+            .issue(
+                &Issuer::new(&wf, "verify-mobile").unwrap().prepare(&other),
+                None
+            )
+            .is_err()
+    );
+    // `Step::entry` lets a step start runs anyway.
+    let open = Workflow::builder("open")
+        .keys(KeySet::new(key()))
+        .binding(Binding::none())
+        .replay(Replay::stateless())
+        .step(Step::new("a").then("b"))
+        .step(Step::new("b").then("a").entry())
+        .build()
+        .unwrap();
+    let b = Issuer::new(&open, "b").unwrap();
+    assert!(b.issue(&b.prepare(&no_headers()), None).is_ok());
 }
 
 #[test]
@@ -862,6 +904,8 @@ fn missing_or_mistyped_claims_are_malformed() {
     for field in ["iss", "exp", "iat", "nbf", "jti", "wf", "run", "stp", "rat"] {
         assert_kind(check(without(claims(), field)), MALFORMED);
     }
+    // Claims are a JSON object, never an array read positionally.
+    assert_kind(check(json!(["accounts.test"])), MALFORMED);
     assert_kind(check(with(claims(), "exp", json!("9999999999"))), MALFORMED);
     assert_kind(check(with(claims(), "exp", json!(-1))), MALFORMED);
     assert_kind(check(with(claims(), "exp", json!(1.5e9))), MALFORMED);
