@@ -13,10 +13,10 @@ use http::{Extensions, StatusCode};
 use crate::binding::{self, BindingKind};
 use crate::claims::{Audience, Claims};
 use crate::error::{ConfigError, OtacError, OtacErrorKind, StoreError};
-use crate::store::{Outcome, ReplayStore, StoreFuture, StoreKey};
+use crate::store::{Guard, Outcome, ReplayStore, Spend, StoreFuture, StoreKey};
 use crate::token;
 use crate::verified::{OtacClaims, VerifiedOtac};
-use crate::workflow::{Consume, Workflow};
+use crate::workflow::{Consume, Workflow, WorkflowInner};
 
 pub(crate) fn now_secs() -> u64 {
     SystemTime::now()
@@ -166,7 +166,8 @@ impl Verifier {
     }
 
     /// Starts the one-time use of a verified code: `None` in stateless mode, otherwise the store call to await and
-    /// a [`Ticket`] to judge its answer and, for [`Consume::OnSuccess`], to finish the use after the handler.
+    /// a [`Ticket`] to judge its answer and, for [`Consume::OnSuccess`], to finish the use after the handler. With
+    /// revocation or one live code per run, the same store call checks those marks.
     pub fn consume(&self, verified: &VerifiedOtac) -> Option<(StoreFuture<Outcome>, Ticket)> {
         let wf = &*self.workflow.inner;
         let store = wf.replay.0.as_ref()?;
@@ -182,16 +183,52 @@ impl Verifier {
             .saturating_mul(1000)
             .max(now_ms.saturating_add(wf.leeway.as_millis().max(1000) as u64));
         let step = self.workflow.step_config(self.step);
-        let (future, token) = match step.consume {
-            Consume::BeforeHandler => (store.consume(&key, spent_until_ms), 0),
-            Consume::OnSuccess => {
-                let token = random_u64();
-                let lease_until = now_ms.saturating_add(wf.lease.as_millis() as u64);
-                (
-                    store.reserve(&key, token, lease_until.min(spent_until_ms)),
-                    token,
-                )
+        let token = match step.consume {
+            Consume::OnSuccess => random_u64(),
+            _ => 0,
+        };
+        let spend = match step.consume {
+            Consume::BeforeHandler => Spend::Consume {
+                expires_at_ms: spent_until_ms,
+            },
+            Consume::OnSuccess => Spend::Reserve {
+                token,
+                lease_until_ms: now_ms
+                    .saturating_add(wf.lease.as_millis() as u64)
+                    .min(spent_until_ms),
+            },
+            Consume::Replace => Spend::Nothing,
+        };
+        let mut guards = Vec::new();
+        if wf.revocation {
+            guards.push(Guard::Revoked {
+                key: StoreKey::for_run(&wf.issuer, &wf.name, &claims.run),
+                at: claims.rat,
+            });
+            if let Some(sub) = &claims.sub {
+                guards.push(Guard::Revoked {
+                    key: StoreKey::for_subject(&wf.issuer, &wf.name, sub),
+                    at: claims.rat,
+                });
             }
+        }
+        if wf.one_live_code {
+            guards.push(Guard::Live {
+                key: StoreKey::for_live_code(&wf.issuer, &wf.name, &claims.run),
+                tag: live_tag(&key),
+            });
+        }
+        let future = if guards.is_empty() {
+            match spend {
+                Spend::Consume { expires_at_ms } => store.consume(&key, expires_at_ms),
+                Spend::Reserve {
+                    token,
+                    lease_until_ms,
+                } => store.reserve(&key, token, lease_until_ms),
+                Spend::Nothing => StoreFuture::ready(Ok(Outcome::Inserted)),
+            }
+        } else {
+            store.use_guarded(&key, spend, &guards)
         };
         Some((
             future,
@@ -202,6 +239,12 @@ impl Verifier {
                 spent_until_ms,
                 on_success: step.consume == Consume::OnSuccess,
                 is_success: step.is_success,
+                abort: wf.revocation.then(|| {
+                    (
+                        StoreKey::for_run(&wf.issuer, &wf.name, &claims.run),
+                        revocation_until_ms(wf),
+                    )
+                }),
             },
         ))
     }
@@ -242,6 +285,8 @@ pub struct Ticket {
     spent_until_ms: u64,
     on_success: bool,
     is_success: fn(StatusCode) -> bool,
+    /// The run's revocation mark and how long it must live, when the workflow is revocable.
+    abort: Option<(StoreKey, u64)>,
 }
 
 impl std::fmt::Debug for dyn ReplayStore {
@@ -250,15 +295,38 @@ impl std::fmt::Debug for dyn ReplayStore {
     }
 }
 
+/// The tag of a code in its run's live-code mark.
+fn live_tag(key: &StoreKey) -> u64 {
+    let mut tag = [0u8; 8];
+    tag.copy_from_slice(&key.as_bytes()[..8]);
+    u64::from_be_bytes(tag)
+}
+
+/// A revocation mark must outlive every code of the runs it covers.
+fn revocation_until_ms(wf: &WorkflowInner) -> u64 {
+    now_millis()
+        .saturating_add(wf.run_lifetime.as_millis() as u64)
+        .saturating_add(wf.leeway.as_millis() as u64)
+        .saturating_add(1000)
+}
+
 impl Ticket {
-    /// Judges the store's answer: the first use passes, a second is `otac_replayed`, a store failure is
-    /// `otac_store_unavailable`.
+    /// Judges the store's answer: the first use passes, a second is `otac_replayed` (so is a code a newer one of
+    /// its run replaced), a revoked run is `otac_run_revoked`, a store failure is `otac_store_unavailable`.
     pub fn check(&self, outcome: Result<Outcome, StoreError>) -> Result<(), OtacError> {
         match outcome {
             Ok(Outcome::Inserted) => Ok(()),
             Ok(Outcome::AlreadyPresent) => {
                 Err(OtacError::new(OtacErrorKind::Replayed, "code already used"))
             }
+            Ok(Outcome::Superseded) => Err(OtacError::new(
+                OtacErrorKind::Replayed,
+                "a newer code of this run replaced this one",
+            )),
+            Ok(Outcome::Revoked) => Err(OtacError::new(
+                OtacErrorKind::RunRevoked,
+                "this workflow run was revoked",
+            )),
             Err(err) => {
                 tracing::warn!(reason = err.reason(), "otac replay store unavailable");
                 Err(err.into())
@@ -266,20 +334,67 @@ impl Ticket {
         }
     }
 
-    /// After the handler answered with `status`: commits a reservation on success, releases it otherwise. `None`
-    /// when the code was already spent before the handler.
-    pub fn finish(self, status: StatusCode) -> Option<StoreFuture<()>> {
-        if !self.on_success {
-            return None;
+    /// After the handler answered with `status`: commits a reservation on success, releases it otherwise, and
+    /// revokes the run when the handler aborted it ([`AbortRun`] in the response extensions). `None` when there is
+    /// nothing left to do.
+    pub fn finish(self, status: StatusCode, extensions: &Extensions) -> Option<StoreFuture<()>> {
+        let use_done = self.on_success.then(|| {
+            if (self.is_success)(status) {
+                self.store
+                    .commit(&self.key, self.token, self.spent_until_ms)
+            } else {
+                self.store.release(&self.key, self.token)
+            }
+        });
+        let abort = self
+            .abort
+            .filter(|_| extensions.get::<AbortRun>().is_some())
+            .map(|(run, until)| self.store.mark(&run, now_secs(), until));
+        match (use_done, abort) {
+            (None, None) => None,
+            (Some(f), None) | (None, Some(f)) => Some(f),
+            (Some(first), Some(second)) => Some(StoreFuture::boxed(async move {
+                let first = first.await;
+                second.await.and(first)
+            })),
         }
-        Some(if (self.is_success)(status) {
-            self.store
-                .commit(&self.key, self.token, self.spent_until_ms)
-        } else {
-            self.store.release(&self.key, self.token)
-        })
     }
 }
+
+impl Workflow {
+    /// Revokes a workflow run: every code of it, issued or still to come, answers `otac_run_revoked` from now on.
+    /// Needs [`revocation`](crate::WorkflowBuilder::revocation).
+    pub fn revoke_run(&self, run_id: &str) -> StoreFuture<()> {
+        let wf = &*self.inner;
+        self.revocation_mark(StoreKey::for_run(&wf.issuer, &wf.name, run_id))
+    }
+
+    /// Revokes every run of a binding subject that started until now (e.g. after a password change or an abuse
+    /// report): `subject` is the binding value (the subject a handler named, the principal's id, the header or
+    /// cookie value). Runs started later are not affected. Needs
+    /// [`revocation`](crate::WorkflowBuilder::revocation).
+    pub fn revoke_subject(&self, subject: &str) -> StoreFuture<()> {
+        let wf = &*self.inner;
+        let sub = binding::subject_hash(wf.keys.binding_key(), &wf.name, subject.as_bytes());
+        self.revocation_mark(StoreKey::for_subject(&wf.issuer, &wf.name, &sub))
+    }
+
+    fn revocation_mark(&self, key: StoreKey) -> StoreFuture<()> {
+        let wf = &*self.inner;
+        match (&wf.replay.0, wf.revocation) {
+            (Some(store), true) => store.mark(&key, now_secs(), revocation_until_ms(wf)),
+            _ => StoreFuture::ready(Err(StoreError::new(
+                "this workflow is not revocable: enable revocation(true) with a replay store",
+            ))),
+        }
+    }
+}
+
+/// Put into a response's extensions by a handler to abort the workflow run of the request's code (e.g. after too
+/// many wrong verification codes): the run is revoked and every later use of its codes answers
+/// `otac_run_revoked`. Needs [`revocation`](crate::WorkflowBuilder::revocation).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AbortRun;
 
 /// Issues codes on the success of one step, for its next step(s).
 #[derive(Clone, Debug)]
@@ -369,20 +484,24 @@ impl Issuer {
     }
 
     /// Mints the code for a successful response, continuing the run of the carried code if any.
+    ///
+    /// With [`one_live_code`](crate::WorkflowBuilder::one_live_code) use [`complete`](Self::complete), which also
+    /// writes the live-code mark; a code from `issue` alone is then refused as replaced.
     pub fn issue(
         &self,
         ctx: &IssueContext,
         attached: Option<&OtacClaims>,
     ) -> Result<String, OtacError> {
-        self.issue_at(ctx, attached, now_secs())
+        self.issue_claims_at(ctx, attached, now_secs())
+            .map(|(code, _)| code)
     }
 
-    pub(crate) fn issue_at(
+    fn issue_claims_at(
         &self,
         ctx: &IssueContext,
         attached: Option<&OtacClaims>,
         now: u64,
-    ) -> Result<String, OtacError> {
+    ) -> Result<(String, Claims), OtacError> {
         let wf = &*self.workflow.inner;
         let step = self.workflow.step_config(self.step);
         // Only a code of this workflow continues its run (a code of another workflow may reach here through
@@ -456,7 +575,7 @@ impl Issuer {
         };
         let code = token::encode(wf.keys.current(), &claims)?;
         tracing::debug!(workflow = %wf.name, step = %step.name, run = %claims.run, "otac issued");
-        Ok(code)
+        Ok((code, claims))
     }
 
     /// Puts `code` into response headers: the code header, `Cache-Control: no-store` and, when configured,
@@ -472,37 +591,77 @@ impl Issuer {
         Ok(())
     }
 
-    /// For a response with `status`: issues and adds the code if it is a success; on failure no code is added, the
-    /// error is logged and returned. A rejection (a response whose extensions carry an [`OtacError`] of a require
-    /// layer) never gets a code, whatever its status.
+    /// For a response with `status`: issues and adds the code if it is a success. `Ok(Some(future))` when the
+    /// run's live-code mark must still be written ([`one_live_code`](crate::WorkflowBuilder::one_live_code)): await
+    /// it, and on failure take the code back with [`withdraw`](Self::withdraw). On failure no code is added, the
+    /// error is logged and returned.
     pub fn complete(
         &self,
         ctx: &IssueContext,
         status: StatusCode,
         headers: &mut HeaderMap,
         extensions: &Extensions,
-    ) -> Result<bool, OtacError> {
+    ) -> Result<Option<StoreFuture<()>>, OtacError> {
         if !self.is_success(status) {
-            return Ok(false);
+            return Ok(None);
         }
+        // A rejection that a custom responder answered with a "success" status never gets a code.
         if extensions
             .get::<OtacError>()
             .is_some_and(|e| e.kind() != OtacErrorKind::IssueFailed)
         {
-            return Ok(false);
+            return Ok(None);
         }
         let result = self
-            .issue(ctx, extensions.get::<OtacClaims>())
-            .and_then(|code| self.decorate(headers, &code));
+            .mint(ctx, extensions.get::<OtacClaims>())
+            .and_then(|(code, mark)| self.decorate(headers, &code).map(|()| mark));
         if let Err(err) = &result {
-            tracing::warn!(
-                workflow = %self.workflow.inner.name,
-                step = %self.step(),
-                code = err.code(),
-                reason = err.reason(),
-                "otac not issued"
-            );
+            self.log_failure(err);
         }
-        result.map(|()| true)
+        result
+    }
+
+    /// Removes a code that [`complete`](Self::complete) added, when its live-code mark could not be written.
+    pub fn withdraw(&self, headers: &mut HeaderMap, error: &OtacError) {
+        headers.remove(&self.workflow.inner.header);
+        self.log_failure(error);
+    }
+
+    fn log_failure(&self, err: &OtacError) {
+        tracing::warn!(
+            workflow = %self.workflow.inner.name,
+            step = %self.step(),
+            code = err.code(),
+            reason = err.reason(),
+            "otac not issued"
+        );
+    }
+
+    /// The code, and the write of its live-code mark when the workflow keeps one live code per run.
+    fn mint(
+        &self,
+        ctx: &IssueContext,
+        attached: Option<&OtacClaims>,
+    ) -> Result<(String, Option<StoreFuture<()>>), OtacError> {
+        let (code, claims) = self.issue_claims_at(ctx, attached, now_secs())?;
+        let wf = &*self.workflow.inner;
+        let mark = match (&wf.replay.0, wf.one_live_code) {
+            (Some(store), true) => {
+                let jti = StoreKey::new(&wf.issuer, &wf.name, &claims.jti);
+                let until = claims
+                    .rat
+                    .saturating_add(wf.run_lifetime.as_secs())
+                    .saturating_add(wf.leeway.as_secs())
+                    .saturating_add(1)
+                    .saturating_mul(1000);
+                Some(store.mark(
+                    &StoreKey::for_live_code(&wf.issuer, &wf.name, &claims.run),
+                    live_tag(&jti),
+                    until,
+                ))
+            }
+            _ => None,
+        };
+        Ok((code, mark))
     }
 }

@@ -16,7 +16,7 @@ mod workflow;
 
 pub use binding::{Binding, Principal};
 pub use claims::{Audience, Claims};
-pub use engine::{IssueContext, Issuer, Ticket, Verifier};
+pub use engine::{AbortRun, IssueContext, Issuer, Ticket, Verifier};
 pub use error::{ConfigError, OtacError, OtacErrorKind, StoreError};
 pub use jsonwebtoken::Algorithm;
 pub use keys::{Key, KeySet};

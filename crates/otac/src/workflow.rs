@@ -28,6 +28,10 @@ pub enum Consume {
     /// Reserved before the handler (a short lease), committed when the response is a success, released otherwise,
     /// so the caller can retry after e.g. a mistyped SMS code. Still exactly one concurrent request gets through.
     OnSuccess,
+    /// Not spent here: the code this step issues replaces it (a "resend" step). Needs
+    /// [`one_live_code`](WorkflowBuilder::one_live_code), so the replaced code dies as soon as its successor is
+    /// issued, and a next step.
+    Replace,
 }
 
 /// How one-time use is enforced.
@@ -169,6 +173,8 @@ pub(crate) struct WorkflowInner {
     pub(crate) max_len: usize,
     pub(crate) lease: Duration,
     pub(crate) expose_header: bool,
+    pub(crate) revocation: bool,
+    pub(crate) one_live_code: bool,
     pub(crate) responder: Responder,
 }
 
@@ -189,6 +195,8 @@ impl Workflow {
             max_len: 4096,
             lease: Duration::from_secs(30),
             expose_header: false,
+            revocation: false,
+            one_live_code: false,
             responder: Box::new(ProblemJson),
         }
     }
@@ -244,6 +252,7 @@ impl Workflow {
         for (i, step) in self.inner.steps.iter().enumerate() {
             let note = match step.consume {
                 Consume::OnSuccess => "<br/><small>spent on success</small>",
+                Consume::Replace => "<br/><small>replaces its code</small>",
                 Consume::BeforeHandler => "",
             };
             let _ = writeln!(
@@ -284,6 +293,8 @@ pub struct WorkflowBuilder {
     max_len: usize,
     lease: Duration,
     expose_header: bool,
+    revocation: bool,
+    one_live_code: bool,
     responder: Box<dyn ErrorResponder>,
 }
 
@@ -370,6 +381,21 @@ impl WorkflowBuilder {
         self
     }
 
+    /// Makes runs revocable: [`Workflow::revoke_run`], [`Workflow::revoke_subject`] and [`AbortRun`](crate::AbortRun)
+    /// take effect on every later use of the run's codes (`otac_run_revoked`), checked in the same store call that
+    /// spends the code. Needs a replay store that supports marks (the memory and Redis stores do).
+    pub fn revocation(mut self, on: bool) -> Self {
+        self.revocation = on;
+        self
+    }
+
+    /// Keeps one live code per run: issuing a new code for a run (e.g. a resend) invalidates the older unspent one
+    /// (`otac_replayed`). Each issue then writes the run's live-code mark to the store before the code goes out.
+    pub fn one_live_code(mut self, on: bool) -> Self {
+        self.one_live_code = on;
+        self
+    }
+
     /// Replaces the default problem+json error responses.
     pub fn error_responder(mut self, responder: impl ErrorResponder) -> Self {
         self.responder = Box::new(responder);
@@ -396,11 +422,21 @@ impl WorkflowBuilder {
                 "max code length below 128 bytes",
             ));
         }
+        if (self.revocation || self.one_live_code) && replay.0.is_none() {
+            return Err(ConfigError::InvalidSetting(
+                "revocation and one live code per run need a replay store",
+            ));
+        }
         let mut steps: Vec<StepConfig> = Vec::with_capacity(self.steps.len());
         for step in &self.steps {
             check_name(&step.name)?;
             if steps.iter().any(|s| s.name == step.name) {
                 return Err(ConfigError::DuplicateStep(step.name.clone()));
+            }
+            if step.consume == Consume::Replace && (!self.one_live_code || step.next.is_empty()) {
+                return Err(ConfigError::InvalidSetting(
+                    "Consume::Replace needs one_live_code(true) and a next step",
+                ));
             }
             let lifetime = step.lifetime.unwrap_or(self.lifetime);
             if lifetime.is_zero() {
@@ -444,6 +480,8 @@ impl WorkflowBuilder {
                 max_len: self.max_len,
                 lease: self.lease,
                 expose_header: self.expose_header,
+                revocation: self.revocation,
+                one_live_code: self.one_live_code,
                 responder: Responder(self.responder),
             }),
         })

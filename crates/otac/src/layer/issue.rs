@@ -11,7 +11,8 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::engine::{IssueContext, Issuer};
-use crate::error::ConfigError;
+use crate::error::{ConfigError, OtacError};
+use crate::store::StoreFuture;
 use crate::verified::VerifiedOtac;
 use crate::workflow::Workflow;
 
@@ -81,7 +82,7 @@ where
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future>;
+    type Future = ResponseFuture<S::Future, ResBody>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -94,45 +95,75 @@ where
             inner: self.inner.call(Request::from_parts(parts, body)),
             context,
             issuer: Arc::clone(&self.issuer),
+            marking: None,
+            held: None,
         }
     }
 }
 
 /// The response future of [`IssueOtac`].
 #[pin_project]
-pub struct ResponseFuture<F> {
+pub struct ResponseFuture<F, ResBody> {
     #[pin]
     inner: F,
     context: IssueContext,
     issuer: Arc<Issuer>,
+    /// The write of the run's live-code mark, and the response waiting for it.
+    marking: Option<StoreFuture<()>>,
+    held: Option<Response<ResBody>>,
 }
 
-impl<F> std::fmt::Debug for ResponseFuture<F> {
+impl<F, ResBody> std::fmt::Debug for ResponseFuture<F, ResBody> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ResponseFuture").finish_non_exhaustive()
     }
 }
 
-impl<F, ResBody, E> Future for ResponseFuture<F>
+impl<F, ResBody, E> Future for ResponseFuture<F, ResBody>
 where
     F: Future<Output = Result<Response<ResBody>, E>>,
 {
     type Output = Result<Response<ResBody>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let mut response = ready!(this.inner.poll(cx))?;
-        let (mut parts, body) = response.into_parts();
-        this.context.carry(parts.extensions.get::<VerifiedOtac>());
-        if let Err(err) = this.issuer.complete(
-            this.context,
-            parts.status,
-            &mut parts.headers,
-            &parts.extensions,
-        ) {
-            parts.extensions.insert(err);
+        let mut this = self.project();
+        loop {
+            if let Some(mark) = this.marking.as_mut() {
+                let written = ready!(Pin::new(mark).poll(cx));
+                *this.marking = None;
+                if let Some(mut response) = this.held.take() {
+                    if let Err(err) = written {
+                        // The code cannot be the run's live one: take it back rather than hand out a dead code.
+                        let err = OtacError::from(err);
+                        this.issuer.withdraw(response.headers_mut(), &err);
+                        response.extensions_mut().insert(err);
+                    }
+                    return Poll::Ready(Ok(response));
+                }
+            }
+            let response = ready!(this.inner.as_mut().poll(cx))?;
+            let (mut parts, body) = response.into_parts();
+            this.context.carry(parts.extensions.get::<VerifiedOtac>());
+            let pending = match this.issuer.complete(
+                this.context,
+                parts.status,
+                &mut parts.headers,
+                &parts.extensions,
+            ) {
+                Ok(pending) => pending,
+                Err(err) => {
+                    parts.extensions.insert(err);
+                    None
+                }
+            };
+            let response = Response::from_parts(parts, body);
+            match pending {
+                None => return Poll::Ready(Ok(response)),
+                Some(mark) => {
+                    *this.marking = Some(mark);
+                    *this.held = Some(response);
+                }
+            }
         }
-        response = Response::from_parts(parts, body);
-        Poll::Ready(Ok(response))
     }
 }

@@ -246,7 +246,10 @@ where
                     if let Some(verified) = verified.take() {
                         response.extensions_mut().insert(verified);
                     }
-                    match ticket.take().and_then(|t| t.finish(response.status())) {
+                    let finish = ticket
+                        .take()
+                        .and_then(|t| t.finish(response.status(), response.extensions()));
+                    match finish {
                         None => return Poll::Ready(Ok(response)),
                         Some(store) => this.state.set(State::Finishing {
                             store,

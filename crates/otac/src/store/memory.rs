@@ -5,7 +5,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::{Outcome, ReplayStore, StoreFuture, StoreKey};
+use super::{Guard, Outcome, ReplayStore, Spend, StoreFuture, StoreKey};
 use crate::error::StoreError;
 
 /// How often a shard looks for expired entries at most, when it is not full.
@@ -184,6 +184,17 @@ impl MemoryStore {
         (k, lock(&self.shards[index]))
     }
 
+    /// The live value of the mark at `key`.
+    fn read_mark(&self, key: &StoreKey) -> Option<u64> {
+        let now = (self.now)();
+        let (k, shard) = self.shard(key);
+        shard
+            .map
+            .get(&k)
+            .filter(|e| e.until_ms > now)
+            .map(|e| e.token)
+    }
+
     fn insert(&self, key: &StoreKey, entry: Entry) -> Result<Outcome, StoreError> {
         let now = (self.now)();
         let (k, mut shard) = self.shard(key);
@@ -241,6 +252,42 @@ impl ReplayStore for MemoryStore {
         };
         shard.earliest_ms = shard.earliest_ms.min(expires_at_ms);
         StoreFuture::ready(result)
+    }
+
+    fn mark(&self, key: &StoreKey, value: u64, until_ms: u64) -> StoreFuture<()> {
+        let now = (self.now)();
+        let (k, mut shard) = self.shard(key);
+        let entry = Entry {
+            until_ms,
+            token: value,
+        };
+        let result = if let Some(existing) = shard.map.get_mut(&k) {
+            *existing = entry;
+            Ok(())
+        } else if shard.room(now, self.shard_capacity) {
+            shard.map.insert(k, entry);
+            Ok(())
+        } else {
+            Err(StoreError::new("memory store is full"))
+        };
+        shard.earliest_ms = shard.earliest_ms.min(until_ms);
+        StoreFuture::ready(result)
+    }
+
+    fn use_guarded(&self, key: &StoreKey, spend: Spend, guards: &[Guard]) -> StoreFuture<Outcome> {
+        for guard in guards {
+            if let Some(outcome) = guard.judge(self.read_mark(guard.key())) {
+                return StoreFuture::ready(Ok(outcome));
+            }
+        }
+        match spend {
+            Spend::Consume { expires_at_ms } => self.consume(key, expires_at_ms),
+            Spend::Reserve {
+                token,
+                lease_until_ms,
+            } => self.reserve(key, token, lease_until_ms),
+            Spend::Nothing => StoreFuture::ready(Ok(Outcome::Inserted)),
+        }
     }
 
     fn release(&self, key: &StoreKey, token: u64) -> StoreFuture<()> {
@@ -355,6 +402,54 @@ mod tests {
             now_sync(store.consume(&key(1), t + 100)),
             Ok(Outcome::AlreadyPresent),
             "release never removes a spent entry"
+        );
+    }
+
+    #[test]
+    fn marks_guard_uses() {
+        let store = MemoryStore::with_shards(64, 4).with_clock(clock);
+        let t = clock();
+        let run = StoreKey::for_run("iss", "wf", "r1");
+        let live = StoreKey::for_live_code("iss", "wf", "r1");
+        let spend = Spend::Consume {
+            expires_at_ms: t + 1000,
+        };
+        let revoked = [Guard::Revoked { key: run, at: 100 }];
+        assert_eq!(
+            now_sync(store.use_guarded(&key(1), spend, &revoked)),
+            Ok(Outcome::Inserted)
+        );
+        now_sync(store.mark(&run, 100, t + 1000)).unwrap();
+        assert_eq!(
+            now_sync(store.use_guarded(&key(2), spend, &revoked)),
+            Ok(Outcome::Revoked)
+        );
+        // A run started after the revocation is not affected.
+        let later = [Guard::Revoked { key: run, at: 101 }];
+        assert_eq!(
+            now_sync(store.use_guarded(&key(2), spend, &later)),
+            Ok(Outcome::Inserted)
+        );
+        // Live-code marks: only the tag that was marked last passes; an absent mark fails closed.
+        let first = [Guard::Live { key: live, tag: 7 }];
+        assert_eq!(
+            now_sync(store.use_guarded(&key(3), spend, &first)),
+            Ok(Outcome::Superseded)
+        );
+        now_sync(store.mark(&live, 7, t + 1000)).unwrap();
+        assert_eq!(
+            now_sync(store.use_guarded(&key(3), Spend::Nothing, &first)),
+            Ok(Outcome::Inserted)
+        );
+        now_sync(store.mark(&live, 8, t + 1000)).unwrap();
+        assert_eq!(
+            now_sync(store.use_guarded(&key(3), spend, &first)),
+            Ok(Outcome::Superseded)
+        );
+        assert_eq!(
+            now_sync(store.consume(&key(3), t + 1000)),
+            Ok(Outcome::Inserted),
+            "nothing was recorded"
         );
     }
 

@@ -37,9 +37,19 @@ impl StoreKey {
         Self(h.finalize().into())
     }
 
-    /// A key for run-level records (revocation), in a namespace of its own.
+    /// The key of a run's revocation mark, in a namespace of its own.
     pub fn for_run(issuer: &str, workflow: &str, run: &str) -> Self {
         Self::new(issuer, workflow, &format!("\0run\0{run}"))
+    }
+
+    /// The key of the revocation mark of every run of a subject (`sub` is the code's binding hash).
+    pub fn for_subject(issuer: &str, workflow: &str, sub: &str) -> Self {
+        Self::new(issuer, workflow, &format!("\0sub\0{sub}"))
+    }
+
+    /// The key of the mark naming a run's live code.
+    pub fn for_live_code(issuer: &str, workflow: &str, run: &str) -> Self {
+        Self::new(issuer, workflow, &format!("\0live\0{run}"))
     }
 
     /// The 32 key bytes.
@@ -67,11 +77,74 @@ impl fmt::Debug for StoreKey {
 
 /// The answer of an insert-if-absent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Outcome {
     /// The key was absent and is now recorded: this request is the one that uses the code.
     Inserted,
     /// The key was present (spent or reserved by another request).
     AlreadyPresent,
+    /// A [`Guard::Revoked`] matched: the run (or every run of the subject) was revoked. Nothing was recorded.
+    Revoked,
+    /// A [`Guard::Live`] did not match: a newer code of the run replaced this one. Nothing was recorded.
+    Superseded,
+}
+
+/// What a guarded use records when every guard passes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Spend {
+    /// Spend the key until `expires_at_ms` (as [`ReplayStore::consume`]).
+    Consume {
+        /// When the entry may be forgotten.
+        expires_at_ms: u64,
+    },
+    /// Reserve the key (as [`ReplayStore::reserve`]).
+    Reserve {
+        /// The reservation token.
+        token: u64,
+        /// When the reservation lapses.
+        lease_until_ms: u64,
+    },
+    /// Record nothing: only check the guards.
+    Nothing,
+}
+
+/// A condition on a mark (see [`ReplayStore::mark`]) checked together with a use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Guard {
+    /// Revoked when the mark at `key` is present with a value of at least `at` (a revocation time in seconds; `at`
+    /// is when the run started).
+    Revoked {
+        /// The mark's key.
+        key: StoreKey,
+        /// The run's start, seconds since the epoch.
+        at: u64,
+    },
+    /// Superseded unless the mark at `key` is present and equals `tag` (the live code of a run).
+    Live {
+        /// The mark's key.
+        key: StoreKey,
+        /// The tag of the code being used.
+        tag: u64,
+    },
+}
+
+impl Guard {
+    /// The outcome this guard forces for a mark value (`None` = absent), or `None` when it passes.
+    pub fn judge(&self, mark: Option<u64>) -> Option<Outcome> {
+        match *self {
+            Guard::Revoked { at, .. } => {
+                mark.filter(|since| *since >= at).map(|_| Outcome::Revoked)
+            }
+            Guard::Live { tag, .. } => (mark != Some(tag)).then_some(Outcome::Superseded),
+        }
+    }
+
+    /// The mark's key.
+    pub fn key(&self) -> &StoreKey {
+        match self {
+            Guard::Revoked { key, .. } | Guard::Live { key, .. } => key,
+        }
+    }
 }
 
 /// A store of spent (and reserved) codes.
@@ -91,6 +164,30 @@ pub trait ReplayStore: Send + Sync + 'static {
 
     /// Removes the reservation made under `token`; a spent entry, or another request's reservation, stays.
     fn release(&self, key: &StoreKey, token: u64) -> StoreFuture<()>;
+
+    /// Sets the mark at `key` to `value` until `until_ms`, replacing any earlier value: run revocations and the
+    /// live code of a run. Stores that do not support marks keep this default, which fails (so workflows that
+    /// need marks fail closed).
+    fn mark(&self, key: &StoreKey, value: u64, until_ms: u64) -> StoreFuture<()> {
+        let _ = (key, value, until_ms);
+        StoreFuture::ready(Err(StoreError::new("this store does not support marks")))
+    }
+
+    /// Checks `guards` and, if every one passes, records `spend`, ideally in one round trip. The default runs
+    /// without guards only; stores that support marks override it.
+    fn use_guarded(&self, key: &StoreKey, spend: Spend, guards: &[Guard]) -> StoreFuture<Outcome> {
+        if !guards.is_empty() {
+            return StoreFuture::ready(Err(StoreError::new("this store does not support marks")));
+        }
+        match spend {
+            Spend::Consume { expires_at_ms } => self.consume(key, expires_at_ms),
+            Spend::Reserve {
+                token,
+                lease_until_ms,
+            } => self.reserve(key, token, lease_until_ms),
+            Spend::Nothing => StoreFuture::ready(Ok(Outcome::Inserted)),
+        }
+    }
 }
 
 type BoxedStoreFuture<T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'static>>;
@@ -160,6 +257,14 @@ mod tests {
         // Length-prefixed parts: moving a boundary changes the key.
         assert_ne!(StoreKey::new("ab", "c", "j"), StoreKey::new("a", "bc", "j"));
         assert_ne!(a, StoreKey::for_run("iss", "wf", "j1"));
+        assert_ne!(
+            StoreKey::for_run("iss", "wf", "r"),
+            StoreKey::for_subject("iss", "wf", "r")
+        );
+        assert_ne!(
+            StoreKey::for_run("iss", "wf", "r"),
+            StoreKey::for_live_code("iss", "wf", "r")
+        );
         assert_eq!(a.to_hex().len(), 64);
     }
 }
