@@ -52,7 +52,7 @@ use std::time::Duration;
 
 use otac::ReplayStore;
 use otac::StoreError;
-use otac::store::{Outcome, StoreFuture, StoreKey};
+use otac::store::{Guard, Outcome, Spend, StoreFuture, StoreKey};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, IntoConnectionInfo, RedisResult, Script, Value};
 
@@ -102,6 +102,31 @@ static RELEASE: LazyLock<Script> = LazyLock::new(|| {
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
 end
+return 0
+",
+    )
+});
+
+/// Checks the guards on their marks (`KEYS[2..]`) and, when all pass, records the use (`KEYS[1]`), in one atomic
+/// call. `ARGV`: spend mode (`c` consume, `r` reserve, `n` nothing), value, PXAT, then a rule and an operand per
+/// guard (`rev` since-at-least, compared as numbers; `live` tag, compared as strings so that 64-bit tags stay
+/// exact). Returns 1 inserted, 0 already present, 2 revoked, 3 superseded.
+static USE_GUARDED: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local guards = (#ARGV - 3) / 2
+for i = 1, guards do
+  local rule = ARGV[2 + 2 * i]
+  local operand = ARGV[3 + 2 * i]
+  local mark = redis.call('GET', KEYS[i + 1])
+  if rule == 'rev' then
+    if mark and tonumber(mark) >= tonumber(operand) then return 2 end
+  elseif mark ~= operand then
+    return 3
+  end
+end
+if ARGV[1] == 'n' then return 1 end
+if redis.call('SET', KEYS[1], ARGV[2], 'NX', 'PXAT', ARGV[3]) then return 1 end
 return 0
 ",
     )
@@ -250,6 +275,57 @@ impl ReplayStore for RedisStore {
             call.arg(redis_time(expires_at_ms));
             bounded("commit", timeout, call.invoke_async::<i64>(&mut conn)).await?;
             Ok(())
+        })
+    }
+
+    fn mark(&self, key: &StoreKey, value: u64, until_ms: u64) -> StoreFuture<()> {
+        let mut conn = self.conn.clone();
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.redis_key(key))
+            .arg(value.to_string())
+            .arg("PXAT")
+            .arg(redis_time(until_ms));
+        let timeout = self.timeout;
+        StoreFuture::boxed(async move {
+            bounded("mark", timeout, cmd.query_async::<Value>(&mut conn)).await?;
+            Ok(())
+        })
+    }
+
+    fn use_guarded(&self, key: &StoreKey, spend: Spend, guards: &[Guard]) -> StoreFuture<Outcome> {
+        let mut call = USE_GUARDED.key(self.redis_key(key));
+        for guard in guards {
+            call.key(self.redis_key(guard.key()));
+        }
+        match spend {
+            Spend::Consume { expires_at_ms } => {
+                call.arg("c").arg(SPENT).arg(redis_time(expires_at_ms))
+            }
+            Spend::Reserve {
+                token,
+                lease_until_ms,
+            } => call
+                .arg("r")
+                .arg(reservation(token))
+                .arg(redis_time(lease_until_ms)),
+            Spend::Nothing => call.arg("n").arg("").arg(1),
+        };
+        for guard in guards {
+            match guard {
+                Guard::Revoked { at, .. } => call.arg("rev").arg(at.to_string()),
+                Guard::Live { tag, .. } => call.arg("live").arg(tag.to_string()),
+            };
+        }
+        let mut conn = self.conn.clone();
+        let timeout = self.timeout;
+        StoreFuture::boxed(async move {
+            match bounded("use_guarded", timeout, call.invoke_async::<i64>(&mut conn)).await? {
+                1 => Ok(Outcome::Inserted),
+                0 => Ok(Outcome::AlreadyPresent),
+                2 => Ok(Outcome::Revoked),
+                3 => Ok(Outcome::Superseded),
+                _ => Err(StoreError::new("unexpected redis reply")),
+            }
         })
     }
 
