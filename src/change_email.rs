@@ -9,6 +9,7 @@
 //! | request | response |
 //! |---|---|
 //! | `POST /email-change` (bearer) `{"new_email"}` | 202 + code header (for `email-change-confirm`, bound to the user); emails a code to the new address |
+//! | `POST /email-change/resend` (bearer) + code header | 202 + a new code header that replaces the old one; emails a new code |
 //! | `POST /email-change/confirm` (bearer) + code header, `{"code"}` | 200 `{"user","email"}` |
 //! | `GET /me` (bearer) | `{"user","email"}` |
 //! | `POST /device/start` + `Device-Id` | 200 + code header (for `device-finish`, bound to the device) |
@@ -25,7 +26,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use otac::{Binding, ConfigError, KeySet, OtacClaims, Principal, Replay, Step, Workflow};
+use otac::{Binding, ConfigError, Consume, KeySet, OtacClaims, Principal, Replay, Step, Workflow};
 use otac_axum::{AttachClaims, IssueOtacLayer, Otac, RequireOtacLayer};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -50,7 +51,20 @@ pub fn email_change_workflow(keys: KeySet, replay: Replay) -> Result<Workflow, C
         .keys(keys)
         .binding(Binding::principal::<User>())
         .replay(replay)
-        .step(Step::new("email-change").then("email-change-confirm"))
+        // A resend replaces the code: the older one dies as soon as the new one is issued.
+        .one_live_code(true)
+        .revocation(true)
+        .step(
+            Step::new("email-change")
+                .then("email-change-confirm")
+                .then("email-change-resend"),
+        )
+        .step(
+            Step::new("email-change-resend")
+                .then("email-change-confirm")
+                .then("email-change-resend")
+                .consume(Consume::Replace),
+        )
         .step(Step::new("email-change-confirm"))
         .build()
 }
@@ -179,6 +193,24 @@ async fn start_email_change(
         .into_response()
 }
 
+async fn resend_email_change(
+    State(accounts): State<Accounts>,
+    Extension(User(user)): Extension<User>,
+    otac: Otac,
+) -> Response {
+    let Some(new_email) = otac.claim::<String>("new_email") else {
+        return error(StatusCode::UNPROCESSABLE_ENTITY, "no_pending_change");
+    };
+    let code = six_digits();
+    let mut state = accounts.lock();
+    state
+        .pending
+        .insert(user.clone(), (new_email.clone(), code.clone()));
+    state.outbox.push((user.clone(), new_email, code));
+    // The issue layer continues the run with a new code (custom claims carried along); the old code is dead.
+    (StatusCode::ACCEPTED, Json(json!({ "user": user }))).into_response()
+}
+
 async fn confirm_email_change(
     State(accounts): State<Accounts>,
     Extension(User(user)): Extension<User>,
@@ -234,6 +266,12 @@ pub fn router(email: &Workflow, device: &Workflow, accounts: Accounts) -> Router
         .route(
             "/email-change",
             post(start_email_change).layer(IssueOtacLayer::new(email, "email-change")),
+        )
+        .route(
+            "/email-change/resend",
+            post(resend_email_change)
+                .layer(IssueOtacLayer::new(email, "email-change-resend"))
+                .route_layer(RequireOtacLayer::new(email, "email-change-resend")),
         )
         .route(
             "/email-change/confirm",

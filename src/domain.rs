@@ -37,6 +37,7 @@ struct User {
     mobile: String,
     email_code: Option<String>,
     sms_code: Option<String>,
+    sms_attempts: u32,
     email_verified: bool,
     mobile_verified: bool,
     password_set: bool,
@@ -53,7 +54,12 @@ pub enum DomainError {
     Invalid(&'static str),
     /// The step was already done.
     AlreadyDone,
+    /// Too many wrong verification codes: the workflow run is aborted.
+    TooManyAttempts,
 }
+
+/// Wrong SMS codes a user may enter before the run is aborted.
+pub const MAX_SMS_ATTEMPTS: u32 = 3;
 
 impl DomainError {
     /// A stable error code for the JSON body.
@@ -63,6 +69,7 @@ impl DomainError {
             Self::WrongCode => "wrong_verification_code",
             Self::Invalid(_) => "invalid_request",
             Self::AlreadyDone => "already_done",
+            Self::TooManyAttempts => "too_many_attempts",
         }
     }
 
@@ -72,6 +79,7 @@ impl DomainError {
             Self::UnknownUser => 404,
             Self::WrongCode | Self::Invalid(_) => 422,
             Self::AlreadyDone => 409,
+            Self::TooManyAttempts => 429,
         }
     }
 
@@ -82,6 +90,7 @@ impl DomainError {
             Self::UnknownUser => "no such user",
             Self::WrongCode => "the verification code does not match",
             Self::AlreadyDone => "this step is already done",
+            Self::TooManyAttempts => "too many wrong codes: start again with a new invitation",
         };
         serde_json::json!({ "code": self.code(), "detail": detail })
     }
@@ -141,6 +150,7 @@ impl Directory {
                 mobile: mobile.into(),
                 email_code: Some(code),
                 sms_code: None,
+                sms_attempts: 0,
                 email_verified: false,
                 mobile_verified: false,
                 password_set: false,
@@ -176,7 +186,7 @@ impl Directory {
         Ok(())
     }
 
-    /// Checks the SMS code.
+    /// Checks the SMS code; the third wrong one ends the attempt for good.
     pub fn verify_mobile(&self, user_id: &str, code: &str) -> Result<(), DomainError> {
         let mut state = self.lock();
         let user = state
@@ -189,7 +199,15 @@ impl Directory {
         if user.mobile_verified {
             return Err(DomainError::AlreadyDone);
         }
+        if user.sms_attempts >= MAX_SMS_ATTEMPTS {
+            return Err(DomainError::TooManyAttempts);
+        }
         if !matches_code(user.sms_code.as_deref(), code) {
+            user.sms_attempts += 1;
+            if user.sms_attempts >= MAX_SMS_ATTEMPTS {
+                user.sms_code = None;
+                return Err(DomainError::TooManyAttempts);
+            }
             return Err(DomainError::WrongCode);
         }
         user.mobile_verified = true;

@@ -5,7 +5,7 @@
 //! | `POST /invitations` `{"email","mobile"}` | 201 `{"user_id"}`; queues an email code |
 //! | `GET /_dev/outbox?user_id=…` | the messages sent to the user, oldest first |
 //! | `POST /verify-email` `{"user_id","code"}` | 200 + code header (for `verify-mobile`, bound to the user) |
-//! | `POST /verify-mobile` + code header, `{"code"}` | 200 + code header (for `set-password`) |
+//! | `POST /verify-mobile` + code header, `{"code"}` | 200 + code header (for `set-password`); the third wrong SMS code aborts the run (429, then `otac_run_revoked`) |
 //! | `POST /set-password` + code header, `{"password"}` | 204; the user is active |
 //! | `GET /users/{id}` | `{"user_id","status","email_verified","mobile_verified"}` |
 
@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use otac::{OtacClaims, Workflow};
-use otac_axum::{AttachClaims, IssueOtacLayer, Otac, RequireOtacLayer};
+use otac_axum::{AbortRun, AttachClaims, IssueOtacLayer, Otac, RequireOtacLayer};
 use serde::Deserialize;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
@@ -98,12 +98,16 @@ async fn verify_mobile(
     State(dir): State<Directory>,
     otac: Otac,
     Json(body): Json<MobileVerification>,
-) -> Result<Json<serde_json::Value>, DomainError> {
-    let user_id = user_of(&otac)?;
-    dir.verify_mobile(&user_id, &body.code)?;
-    Ok(Json(
-        serde_json::json!({ "user_id": user_id, "mobile_verified": true }),
-    ))
+) -> Result<Json<serde_json::Value>, Response> {
+    let user_id = user_of(&otac).map_err(IntoResponse::into_response)?;
+    match dir.verify_mobile(&user_id, &body.code) {
+        Ok(()) => Ok(Json(
+            serde_json::json!({ "user_id": user_id, "mobile_verified": true }),
+        )),
+        // Too many wrong SMS codes: the run is over, its codes answer `otac_run_revoked` from now on.
+        Err(err @ DomainError::TooManyAttempts) => Err((AbortRun, err).into_response()),
+        Err(err) => Err(err.into_response()),
+    }
 }
 
 async fn set_password(

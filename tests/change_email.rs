@@ -145,7 +145,7 @@ async fn the_code_does_not_reveal_the_principal() {
     let claims = otac::dangerous::insecure_decode_claims(&code).expect("claims");
     let sub = claims.sub.expect("bound");
     assert!(!sub.contains("alice"));
-    assert_eq!(claims.aud.steps(), ["email-change-confirm"]);
+    assert_eq!(claims.aud.steps(), ["email-change-confirm", "email-change-resend"]);
 }
 
 #[tokio::test]
@@ -230,4 +230,58 @@ async fn device_bound_code_works_only_from_the_same_device() {
         .expect("request");
     assert_eq!(res.status(), StatusCode::OK);
     assert!(res.headers().get(HEADER).is_none());
+}
+
+#[tokio::test]
+async fn a_resent_code_replaces_the_older_one() {
+    let svc = start().await;
+    let first = svc.start_change("alice-token", "alice@new.example").await;
+    let res = svc
+        .post(
+            "/email-change/resend",
+            Some("alice-token"),
+            Some(&first),
+            json!({}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let second = res.headers()[HEADER].to_str().expect("ascii").to_owned();
+    let emailed = svc.emailed_code("alice").await;
+    // The older code, never used, is dead: at confirm and at resend.
+    for path in ["/email-change/confirm", "/email-change/resend"] {
+        let res = svc
+            .post(
+                path,
+                Some("alice-token"),
+                Some(&first),
+                json!({"code": emailed}),
+            )
+            .await;
+        assert_eq!(
+            problem_code(res).await,
+            (StatusCode::UNAUTHORIZED, "otac_replayed".to_owned())
+        );
+    }
+    // Bob cannot resend Alice's code either.
+    let res = svc
+        .post(
+            "/email-change/resend",
+            Some("bob-token"),
+            Some(&second),
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        problem_code(res).await,
+        (StatusCode::FORBIDDEN, "otac_binding_mismatch".to_owned())
+    );
+    let res = svc
+        .post(
+            "/email-change/confirm",
+            Some("alice-token"),
+            Some(&second),
+            json!({"code": emailed}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
 }

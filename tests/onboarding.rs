@@ -41,6 +41,8 @@ for_each_framework!(
     bad_input_never_answers_500,
     instances_sharing_a_secret_accept_each_others_codes,
     browser_origin_can_drive_the_workflow,
+    too_many_wrong_sms_codes_abort_the_run,
+    revoked_run_is_refused_mid_flow,
 );
 
 async fn full_flow_activates_the_user(fw: Framework) {
@@ -811,4 +813,60 @@ async fn browser_origin_can_drive_the_workflow(fw: Framework) {
         .join(",");
     assert!(exposed.contains("one-time-authorization-code"), "{exposed}");
     otac_of(&res);
+}
+
+async fn too_many_wrong_sms_codes_abort_the_run(fw: Framework) {
+    let server = start(fw).await;
+    let (user_id, to_mobile) = server.through_email().await;
+    let sms = server.latest_code(&user_id, "sms").await;
+    let wrong = if sms == "000000" { "111111" } else { "000000" };
+    for _ in 0..2 {
+        let res = server
+            .post("/verify-mobile", Some(&to_mobile), json!({"code": wrong}))
+            .await;
+        assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    }
+    let res = server
+        .post("/verify-mobile", Some(&to_mobile), json!({"code": wrong}))
+        .await;
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    let body: Value = res.json().await.expect("json");
+    assert_eq!(body["code"], "too_many_attempts");
+    // The run is over: even the right SMS code with the run's code is refused, distinctly from a replay.
+    let res = server
+        .post("/verify-mobile", Some(&to_mobile), json!({"code": sms}))
+        .await;
+    assert_problem(
+        res,
+        StatusCode::UNAUTHORIZED,
+        "otac_run_revoked",
+        Some(&to_mobile),
+    )
+    .await;
+    assert_eq!(server.user(&user_id).await["mobile_verified"], false);
+}
+
+async fn revoked_run_is_refused_mid_flow(fw: Framework) {
+    let server = start(fw).await;
+    let (user_id, to_password) = server.through_mobile().await;
+    let run = claims_of(&to_password)["run"]
+        .as_str()
+        .expect("run")
+        .to_owned();
+    server.workflow.revoke_run(&run).await.expect("revoke");
+    let res = server
+        .post(
+            "/set-password",
+            Some(&to_password),
+            json!({"password": "correct horse battery"}),
+        )
+        .await;
+    assert_problem(
+        res,
+        StatusCode::UNAUTHORIZED,
+        "otac_run_revoked",
+        Some(&to_password),
+    )
+    .await;
+    assert_eq!(server.user(&user_id).await["status"], "invited");
 }

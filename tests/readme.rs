@@ -3,7 +3,12 @@
 #[test]
 fn readme_shows_the_onboarding_graph() {
     let keys = otac::KeySet::new(otac::Key::hs256([7u8; 32]).expect("key"));
-    let workflow = otac_examples::config::onboarding_workflow(keys, otac::Replay::stateless(), false).expect("wf");
+    let workflow = otac_examples::config::onboarding_workflow(
+        keys,
+        otac_examples::config::memory_replay(),
+        false,
+    )
+    .expect("wf");
     let graph = workflow.to_mermaid();
     let readme = include_str!("../README.md");
     assert!(

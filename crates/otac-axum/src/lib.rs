@@ -5,6 +5,7 @@
 //!   [`OtacCustom`] for its custom claims as a typed value.
 //! - [`AttachClaims`]: a response part by which a handler adds a subject and custom claims to the code issued for
 //!   its response.
+//! - [`AbortRun`]: a response part by which a handler aborts the run (e.g. after too many wrong codes).
 //! - [`OtacRejection`]: an [`OtacError`] as a problem+json response.
 //!
 //! ```
@@ -148,6 +149,21 @@ impl IntoResponseParts for AttachClaims {
 
     fn into_response_parts(self, mut res: ResponseParts) -> Result<ResponseParts, Self::Error> {
         res.extensions_mut().insert(self.0);
+        Ok(res)
+    }
+}
+
+/// Aborts the workflow run of the request's code, as a response part: `(AbortRun, StatusCode::TOO_MANY_REQUESTS)`.
+/// The require layer revokes the run once the handler has answered; every later use of its codes answers
+/// `otac_run_revoked`. Needs [`WorkflowBuilder::revocation`](otac::WorkflowBuilder::revocation).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AbortRun;
+
+impl IntoResponseParts for AbortRun {
+    type Error = Infallible;
+
+    fn into_response_parts(self, mut res: ResponseParts) -> Result<ResponseParts, Self::Error> {
+        res.extensions_mut().insert(otac::AbortRun);
         Ok(res)
     }
 }
