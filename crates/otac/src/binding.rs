@@ -152,6 +152,17 @@ pub(crate) fn subject_hash(key: &[u8; 32], workflow: &str, value: &[u8]) -> Stri
     URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
 }
 
+/// The `sfp` claim for a server-state fingerprint, in a namespace apart from subjects.
+pub(crate) fn state_hash(key: &[u8; 32], workflow: &str, fingerprint: &[u8]) -> String {
+    let mut mac =
+        <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC accepts any key length");
+    mac.update(b"otac sfp v1\0");
+    mac.update(workflow.as_bytes());
+    mac.update(&[0]);
+    mac.update(fingerprint);
+    URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+}
+
 /// Constant-time equality of two `sub` values.
 pub(crate) fn same_subject(a: &str, b: &str) -> bool {
     a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))

@@ -38,6 +38,9 @@ pub struct Claims {
     /// Custom claims attached by handlers, carried along the chain.
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub ctx: Map<String, Value>,
+    /// Keyed hash of the server-state fingerprint the issuing handler named (state-bound codes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sfp: Option<String>,
 }
 
 /// The `aud` claim: one or more step names. Serialised as a JSON string for one step, an array otherwise; any other

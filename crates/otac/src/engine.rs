@@ -249,6 +249,34 @@ impl Verifier {
         ))
     }
 
+    /// Whether one-time use goes through a replay store (not stateless).
+    pub fn uses_store(&self) -> bool {
+        self.workflow.inner.replay.0.is_some()
+    }
+
+    /// For a state-bound step: the lookup of the current state fingerprint, to await and pass to
+    /// [`check_state`](Self::check_state) before [`consume`](Self::consume). `None` for other steps.
+    pub fn state_lookup(&self, verified: &VerifiedOtac) -> Option<StoreFuture<Option<Vec<u8>>>> {
+        let step = self.workflow.step_config(self.step);
+        step.state.as_ref().map(|hook| hook.0.fingerprint(verified))
+    }
+
+    /// Judges a state lookup: the code passes only if it was issued for the state as it is now.
+    pub fn check_state(
+        &self,
+        verified: &VerifiedOtac,
+        current: Result<Option<Vec<u8>>, StoreError>,
+    ) -> Result<(), OtacError> {
+        match current {
+            Ok(Some(fingerprint)) if verified.state_is(&fingerprint) => Ok(()),
+            Ok(_) => Err(OtacError::new(
+                OtacErrorKind::Replayed,
+                "the state this code was issued for has changed",
+            )),
+            Err(err) => Err(err.into()),
+        }
+    }
+
     /// The workflow's error response for `error`.
     pub fn reject(&self, error: &OtacError) -> http::Response<bytes::Bytes> {
         tracing::debug!(
@@ -572,6 +600,9 @@ impl Issuer {
             stp: step.name.clone(),
             rat,
             ctx: custom,
+            sfp: attached
+                .and_then(|a| a.state.as_deref())
+                .map(|fp| binding::state_hash(wf.keys.binding_key(), &wf.name, fp)),
         };
         let code = token::encode(wf.keys.current(), &claims)?;
         tracing::debug!(workflow = %wf.name, step = %step.name, run = %claims.run, "otac issued");

@@ -24,7 +24,9 @@ pub use layer::{IssueOtacLayer, RequireOtacLayer};
 pub use problem::{ErrorResponder, ProblemJson, problem_response};
 pub use store::{MemoryStore, ReplayStore};
 pub use verified::{OtacClaims, VerifiedOtac};
-pub use workflow::{Consume, DEFAULT_HEADER, Replay, Step, Workflow, WorkflowBuilder};
+pub use workflow::{
+    Consume, DEFAULT_HEADER, Replay, StateFingerprint, Step, Workflow, WorkflowBuilder,
+};
 
 /// The `typ` header of every code.
 pub const TOKEN_TYPE: &str = "otac+jwt";

@@ -78,6 +78,16 @@ impl VerifiedOtac {
         T::deserialize(Value::Object(self.claims.ctx.clone()))
     }
 
+    /// Whether the code was issued for this server-state `fingerprint` (constant-time). `false` for codes that are
+    /// not state-bound.
+    pub fn state_is(&self, fingerprint: &[u8]) -> bool {
+        let Some(sfp) = &self.claims.sfp else {
+            return false;
+        };
+        let expected = binding::state_hash(&self.binding_key, &self.claims.wf, fingerprint);
+        binding::same_subject(sfp, &expected)
+    }
+
     /// Whether the code is bound to `subject` (constant-time). For [`Binding::subject`](crate::Binding::subject).
     pub fn subject_is(&self, subject: &str) -> bool {
         let Some(sub) = &self.claims.sub else {
@@ -97,6 +107,7 @@ impl VerifiedOtac {
 pub struct OtacClaims {
     pub(crate) subject: Option<String>,
     pub(crate) ctx: Map<String, Value>,
+    pub(crate) state: Option<Vec<u8>>,
 }
 
 impl OtacClaims {
@@ -108,6 +119,15 @@ impl OtacClaims {
     /// Binds the code to `subject` (hashed before it goes into the code).
     pub fn subject(mut self, subject: impl Into<String>) -> Self {
         self.subject = Some(subject.into());
+        self
+    }
+
+    /// Binds the code to a fingerprint of server state that the next step changes (e.g. the user's current
+    /// password hash, or a per-user version counter): once that state changes, the code is dead, with no replay
+    /// store. The next step checks it with [`Step::state_bound`](crate::Step::state_bound) (before its handler) or
+    /// [`VerifiedOtac::state_is`]. Only a keyed hash of it goes into the code.
+    pub fn state(mut self, fingerprint: impl AsRef<[u8]>) -> Self {
+        self.state = Some(fingerprint.as_ref().to_vec());
         self
     }
 

@@ -12,7 +12,8 @@ use crate::binding::Binding;
 use crate::error::ConfigError;
 use crate::keys::KeySet;
 use crate::problem::{ErrorResponder, ProblemJson, Responder};
-use crate::store::ReplayStore;
+use crate::store::{ReplayStore, StoreFuture};
+use crate::verified::VerifiedOtac;
 
 /// The default header that carries codes on requests and responses (the name the WSO2 Identity Server extension
 /// uses, so its clients work unchanged).
@@ -65,6 +66,35 @@ impl fmt::Debug for Replay {
     }
 }
 
+/// The current server-state fingerprint for a code presented to a state-bound step (see
+/// [`Step::state_bound`]): for example the password hash of the user the code names. `Ok(None)` means the state is
+/// gone (the code is refused); an error fails closed (503).
+///
+/// Implemented for closures `Fn(&VerifiedOtac) -> Option<Vec<u8>>`; implement it on a type for an async lookup,
+/// returning [`StoreFuture::boxed`].
+pub trait StateFingerprint: Send + Sync + 'static {
+    /// The fingerprint of the state `code` was issued for, as it is now.
+    fn fingerprint(&self, code: &VerifiedOtac) -> StoreFuture<Option<Vec<u8>>>;
+}
+
+impl<F> StateFingerprint for F
+where
+    F: Fn(&VerifiedOtac) -> Option<Vec<u8>> + Send + Sync + 'static,
+{
+    fn fingerprint(&self, code: &VerifiedOtac) -> StoreFuture<Option<Vec<u8>>> {
+        StoreFuture::ready(Ok(self(code)))
+    }
+}
+
+#[derive(Clone)]
+pub(crate) struct StateHook(pub(crate) Arc<dyn StateFingerprint>);
+
+impl fmt::Debug for StateHook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("StateFingerprint")
+    }
+}
+
 /// One step of a workflow.
 #[derive(Debug, Clone)]
 pub struct Step {
@@ -74,6 +104,7 @@ pub struct Step {
     lifetime: Option<Duration>,
     issue_when: fn(StatusCode) -> bool,
     entry: bool,
+    state: Option<StateHook>,
 }
 
 impl Step {
@@ -86,7 +117,17 @@ impl Step {
             lifetime: None,
             issue_when: |status| status.is_success(),
             entry: false,
+            state: None,
         }
+    }
+
+    /// Makes this step state-bound: a code presented to it passes only while `fingerprint` of the current server
+    /// state matches the one the issuing handler put in with [`OtacClaims::state`](crate::OtacClaims::state) —
+    /// checked before the handler, and refused as `otac_replayed` once the state changed (e.g. the password this
+    /// step sets). One-time use with no replay store: combine with [`Replay::stateless`] if you like.
+    pub fn state_bound(mut self, fingerprint: impl StateFingerprint) -> Self {
+        self.state = Some(StateHook(Arc::new(fingerprint)));
+        self
     }
 
     /// Lets this step start new runs even though other steps lead to it (e.g. a "resend" loop). By default only
@@ -135,6 +176,8 @@ pub(crate) struct StepConfig {
     pub(crate) max_incoming: Duration,
     /// Whether issuing may start a new run (no step leads here, or `Step::entry`).
     pub(crate) starts_runs: bool,
+    /// The current-state fingerprint of a state-bound step.
+    pub(crate) state: Option<StateHook>,
 }
 
 /// A workflow definition. Cheap to clone (an `Arc`).
@@ -450,6 +493,7 @@ impl WorkflowBuilder {
                 is_success: step.issue_when,
                 max_incoming: Duration::ZERO,
                 starts_runs: step.entry,
+                state: step.state.clone(),
             });
         }
         for i in 0..steps.len() {

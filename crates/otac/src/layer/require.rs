@@ -97,30 +97,56 @@ where
         };
         parts.extensions.insert(verified.clone());
         let req = Request::from_parts(parts, body);
-        match self.verifier.consume(&verified) {
-            None => ResponseFuture {
+        let lookup = self.verifier.state_lookup(&verified);
+        let verifier = Arc::clone(&self.verifier);
+        if lookup.is_none() && !verifier.uses_store() {
+            // Stateless and not state-bound: nothing to await before the handler.
+            return ResponseFuture {
                 state: State::Calling {
                     future: self.inner.call(req),
                     ticket: None,
                     verified: Some(verified),
                 },
-                verifier: Arc::clone(&self.verifier),
-            },
-            Some((store, ticket)) => {
-                // The service that was driven to readiness goes into the future; a clone stays here.
-                let clone = self.inner.clone();
-                let inner = std::mem::replace(&mut self.inner, clone);
-                ResponseFuture {
-                    state: State::Spending {
-                        store,
-                        ticket: Some(ticket),
-                        pending: Some((inner, req)),
-                        verified: Some(verified),
-                    },
-                    verifier: Arc::clone(&self.verifier),
-                }
-            }
+                verifier,
+            };
         }
+        // The service that was driven to readiness goes into the future; a clone stays here.
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        let state = match lookup {
+            Some(lookup) => State::Checking {
+                lookup,
+                pending: Some((inner, req)),
+                verified: Some(verified),
+            },
+            None => start_use(&verifier, inner, req, verified),
+        };
+        ResponseFuture { state, verifier }
+    }
+}
+
+/// After every check before the handler: spend the code (or reserve it), or call the handler right away.
+fn start_use<S, ReqBody>(
+    verifier: &Verifier,
+    mut inner: S,
+    req: Request<ReqBody>,
+    verified: VerifiedOtac,
+) -> State<S, ReqBody>
+where
+    S: Service<Request<ReqBody>>,
+{
+    match verifier.consume(&verified) {
+        None => State::Calling {
+            future: inner.call(req),
+            ticket: None,
+            verified: Some(verified),
+        },
+        Some((store, ticket)) => State::Spending {
+            store,
+            ticket: Some(ticket),
+            pending: Some((inner, req)),
+            verified: Some(verified),
+        },
     }
 }
 
@@ -144,6 +170,11 @@ where
 {
     Rejected {
         error: Option<OtacError>,
+    },
+    Checking {
+        lookup: StoreFuture<Option<Vec<u8>>>,
+        pending: Option<(S, Request<ReqBody>)>,
+        verified: Option<VerifiedOtac>,
     },
     Spending {
         store: StoreFuture<Outcome>,
@@ -206,6 +237,24 @@ where
                         .take()
                         .unwrap_or_else(|| OtacError::store("polled after completion"));
                     return Poll::Ready(Ok(rejection(this.verifier, error)));
+                }
+                StateProj::Checking {
+                    lookup,
+                    pending,
+                    verified,
+                } => {
+                    let current = ready!(Pin::new(lookup).poll(cx));
+                    let (Some((inner, req)), Some(code)) = (pending.take(), verified.take()) else {
+                        return Poll::Ready(Ok(rejection(
+                            this.verifier,
+                            OtacError::store("polled after completion"),
+                        )));
+                    };
+                    if let Err(err) = this.verifier.check_state(&code, current) {
+                        return Poll::Ready(Ok(rejection(this.verifier, err)));
+                    }
+                    let next = start_use(this.verifier, inner, req, code);
+                    this.state.set(next);
                 }
                 StateProj::Spending {
                     store,
