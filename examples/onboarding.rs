@@ -4,9 +4,13 @@
 //! ```text
 //! cargo run --example onboarding            # 127.0.0.1:3000, in-memory store, development key
 //! OTAC_ADDR=127.0.0.1:8080 OTAC_SECRET=... cargo run --example onboarding
+//! OTAC_REDIS_URL=redis://127.0.0.1:6379/ OTAC_SECRET=... cargo run --example onboarding   # Redis replay store
 //! ```
+//!
+//! Instances with the same `OTAC_SECRET` and `OTAC_REDIS_URL` accept each other's codes, and each code once across
+//! all of them.
 
-use otac_examples::config::{Settings, memory_replay, onboarding_workflow};
+use otac_examples::config::{Settings, onboarding_workflow};
 use otac_examples::domain::Directory;
 use otac_examples::onboarding;
 use tracing_subscriber::EnvFilter;
@@ -20,7 +24,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_writer(std::io::stderr)
         .init();
     let settings = Settings::from_env()?;
-    let replay = memory_replay();
+    let replay = settings.replay().await?;
     let workflow = onboarding_workflow(settings.keys()?, replay, settings.cors_origin.is_some())?;
     let mut app = onboarding::router(&workflow, Directory::default());
     if let Some(origin) = &settings.cors_origin {

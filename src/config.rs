@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use otac::{Binding, ConfigError, Consume, Key, KeySet, MemoryStore, Replay, Step, Workflow};
+use otac_redis::RedisStore;
 
 /// The issuer name of the example service. Fixed, so instances sharing `OTAC_SECRET` issue interchangeable codes.
 pub const ISSUER: &str = "otac-onboarding-example";
@@ -62,6 +63,47 @@ impl Settings {
             }
         }
     }
+
+    /// The replay store: Redis at `OTAC_REDIS_URL` when it is set (waiting for the first connection, so a wrong URL
+    /// or a server that is down stops the example at start), the in-memory store otherwise. Says on stderr which one
+    /// is used, never with the URL's password.
+    pub async fn replay(&self) -> Result<Replay, String> {
+        match &self.redis_url {
+            Some(url) => {
+                let shown = redacted_url(url);
+                let store = RedisStore::connect(url.as_str())
+                    .await
+                    .map_err(|err| format!("OTAC_REDIS_URL: cannot connect to {shown}: {err}"))?;
+                eprintln!(
+                    "replay store: redis at {shown}; instances sharing this Redis and OTAC_SECRET share one-time use"
+                );
+                Ok(Replay::store(store))
+            }
+            None => {
+                eprintln!(
+                    "replay store: in memory (this process only; set OTAC_REDIS_URL to share it between instances)"
+                );
+                Ok(memory_replay())
+            }
+        }
+    }
+}
+
+/// `url` for messages: everything up to the last `@` (user name and password, whatever characters they hold) and
+/// the query (which may carry `pass=`) replaced with `***`. Errs on hiding too much.
+fn redacted_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "a Redis URL that does not parse".to_owned();
+    };
+    let (credentials, rest) = match rest.rfind('@') {
+        Some(at) => ("***@", &rest[at + 1..]),
+        None => ("", rest),
+    };
+    let rest = match rest.find(['?', '#']) {
+        Some(q) => format!("{}?***", &rest[..q]),
+        None => rest.to_owned(),
+    };
+    format!("{scheme}://{credentials}{rest}")
 }
 
 /// The onboarding workflow: `verify-email` → `verify-mobile` → `set-password`, bound to the user id the
@@ -80,6 +122,8 @@ pub fn onboarding_workflow(
         .code_lifetime(Duration::from_secs(300))
         .run_lifetime(Duration::from_secs(1800))
         .expose_header(expose_header)
+        // verify-mobile aborts the run after too many wrong SMS codes.
+        .revocation(true)
         .step(Step::new("verify-email").then("verify-mobile"))
         .step(
             Step::new("verify-mobile")
@@ -93,4 +137,35 @@ pub fn onboarding_workflow(
 /// The in-memory replay store of the examples.
 pub fn memory_replay() -> Replay {
     Replay::store(MemoryStore::default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redacted_url;
+
+    #[test]
+    fn redis_urls_are_shown_without_credentials() {
+        assert_eq!(
+            redacted_url("redis://127.0.0.1:6379/"),
+            "redis://127.0.0.1:6379/"
+        );
+        assert_eq!(
+            redacted_url("redis://:s3cret@db:6379/0"),
+            "redis://***@db:6379/0"
+        );
+        assert_eq!(redacted_url("redis://app:s3cret@db"), "redis://***@db");
+        assert_eq!(
+            redacted_url("rediss://u:p@w@db:6380/1"),
+            "rediss://***@db:6380/1"
+        );
+        assert_eq!(
+            redacted_url("redis+unix:///run/redis.sock?db=1&pass=s3cret"),
+            "redis+unix:///run/redis.sock?***"
+        );
+        assert_eq!(
+            redacted_url("redis://:pa/ss?wo#rd@db/2"),
+            "redis://***@db/2"
+        );
+        assert_eq!(redacted_url("s3cret"), "a Redis URL that does not parse");
+    }
 }

@@ -53,13 +53,24 @@ pub async fn start(framework: Framework) -> Server {
 }
 
 pub async fn start_with(framework: Framework, workflow: Workflow, cors: Option<&str>) -> Server {
+    start_sharing(framework, workflow, cors, Directory::default()).await
+}
+
+/// Like [`start_with`], on `directory`: services started with clones of one directory share their users, as
+/// instances of one service sharing a database do.
+pub async fn start_sharing(
+    framework: Framework,
+    workflow: Workflow,
+    cors: Option<&str>,
+    directory: Directory,
+) -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind loopback");
     let addr = listener.local_addr().expect("local addr");
     let task = match framework {
         Framework::Axum => {
-            let mut app = otac_examples::onboarding::router(&workflow, Directory::default());
+            let mut app = otac_examples::onboarding::router(&workflow, directory);
             if let Some(origin) = cors {
                 app = app.layer(otac_examples::onboarding::cors(&workflow, origin).expect("cors"));
             }

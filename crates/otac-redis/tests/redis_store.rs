@@ -94,7 +94,11 @@ async fn concurrent_consumes_across_two_stores_have_one_winner() {
     for task in tasks {
         match task.await.expect("task") {
             Ok(Outcome::Inserted) => inserted += 1,
-            Ok(Outcome::AlreadyPresent) => {}
+            Ok(other) => assert_eq!(
+                other,
+                Outcome::AlreadyPresent,
+                "unexpected outcome under contention"
+            ),
             Err(err) => panic!("store error under contention: {err:?}"),
         }
     }
