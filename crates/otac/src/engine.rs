@@ -69,7 +69,9 @@ impl Verifier {
     /// audience and caller binding. One-time use is checked afterwards by [`Verifier::consume`].
     pub fn verify(&self, parts: &Parts) -> Result<VerifiedOtac, OtacError> {
         let token = self.token(&parts.headers)?;
-        self.verify_token(token, parts)
+        let verified = self.verify_token(token, parts)?;
+        tracing::Span::current().record("run", verified.run_id());
+        Ok(verified)
     }
 
     /// The single code in `headers`.
@@ -277,8 +279,20 @@ impl Verifier {
         }
     }
 
+    /// A span for one require: workflow, step, and (recorded later) run id and outcome.
+    pub fn span(&self) -> tracing::Span {
+        tracing::debug_span!(
+            "otac.require",
+            workflow = %self.workflow.inner.name,
+            step = %self.step(),
+            run = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+        )
+    }
+
     /// The workflow's error response for `error`.
     pub fn reject(&self, error: &OtacError) -> http::Response<bytes::Bytes> {
+        tracing::Span::current().record("outcome", error.code());
         tracing::debug!(
             workflow = %self.workflow.inner.name,
             step = %self.step(),
@@ -484,6 +498,17 @@ impl Issuer {
         &self.workflow.step_config(self.step).name
     }
 
+    /// A span for one issue: workflow, step, and (recorded later) run id and outcome.
+    pub fn span(&self) -> tracing::Span {
+        tracing::debug_span!(
+            "otac.issue",
+            workflow = %self.workflow.inner.name,
+            step = %self.step(),
+            run = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+        )
+    }
+
     /// Whether a response with `status` gets a code.
     pub fn is_success(&self, status: StatusCode) -> bool {
         (self.workflow.step_config(self.step).is_success)(status)
@@ -605,6 +630,9 @@ impl Issuer {
                 .map(|fp| binding::state_hash(wf.keys.binding_key(), &wf.name, fp)),
         };
         let code = token::encode(wf.keys.current(), &claims)?;
+        let span = tracing::Span::current();
+        span.record("run", claims.run.as_str());
+        span.record("outcome", "issued");
         tracing::debug!(workflow = %wf.name, step = %step.name, run = %claims.run, "otac issued");
         Ok((code, claims))
     }
@@ -633,7 +661,9 @@ impl Issuer {
         headers: &mut HeaderMap,
         extensions: &Extensions,
     ) -> Result<Option<StoreFuture<()>>, OtacError> {
+        let span = tracing::Span::current();
         if !self.is_success(status) {
+            span.record("outcome", "not_success");
             return Ok(None);
         }
         // A rejection that a custom responder answered with a "success" status never gets a code.
@@ -641,6 +671,7 @@ impl Issuer {
             .get::<OtacError>()
             .is_some_and(|e| e.kind() != OtacErrorKind::IssueFailed)
         {
+            span.record("outcome", "rejected");
             return Ok(None);
         }
         let result = self
@@ -659,6 +690,7 @@ impl Issuer {
     }
 
     fn log_failure(&self, err: &OtacError) {
+        tracing::Span::current().record("outcome", err.code());
         tracing::warn!(
             workflow = %self.workflow.inner.name,
             step = %self.step(),

@@ -89,10 +89,15 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        let span = self.issuer.span();
+        let entered = span.enter();
         let (parts, body) = req.into_parts();
         let context = self.issuer.prepare(&parts);
+        let inner = self.inner.call(Request::from_parts(parts, body));
+        drop(entered);
         ResponseFuture {
-            inner: self.inner.call(Request::from_parts(parts, body)),
+            span,
+            inner,
             context,
             issuer: Arc::clone(&self.issuer),
             marking: None,
@@ -106,6 +111,7 @@ where
 pub struct ResponseFuture<F, ResBody> {
     #[pin]
     inner: F,
+    span: tracing::Span,
     context: IssueContext,
     issuer: Arc<Issuer>,
     /// The write of the run's live-code mark, and the response waiting for it.
@@ -127,6 +133,7 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
+        let _entered = this.span.enter();
         loop {
             if let Some(mark) = this.marking.as_mut() {
                 let written = ready!(Pin::new(mark).poll(cx));

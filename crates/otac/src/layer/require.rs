@@ -90,10 +90,15 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        let span = self.verifier.span();
+        let entered = span.enter();
         let (mut parts, body) = req.into_parts();
         let verified = match self.verifier.verify(&parts) {
             Ok(verified) => verified,
-            Err(err) => return ResponseFuture::reject(&self.verifier, err),
+            Err(err) => {
+                drop(entered);
+                return ResponseFuture::reject(&self.verifier, err, span);
+            }
         };
         parts.extensions.insert(verified.clone());
         let req = Request::from_parts(parts, body);
@@ -101,13 +106,16 @@ where
         let verifier = Arc::clone(&self.verifier);
         if lookup.is_none() && !verifier.uses_store() {
             // Stateless and not state-bound: nothing to await before the handler.
+            let state = State::Calling {
+                future: self.inner.call(req),
+                ticket: None,
+                verified: Some(verified),
+            };
+            drop(entered);
             return ResponseFuture {
-                state: State::Calling {
-                    future: self.inner.call(req),
-                    ticket: None,
-                    verified: Some(verified),
-                },
+                state,
                 verifier,
+                span,
             };
         }
         // The service that was driven to readiness goes into the future; a clone stays here.
@@ -121,7 +129,12 @@ where
             },
             None => start_use(&verifier, inner, req, verified),
         };
-        ResponseFuture { state, verifier }
+        drop(entered);
+        ResponseFuture {
+            state,
+            verifier,
+            span,
+        }
     }
 }
 
@@ -159,6 +172,7 @@ where
     #[pin]
     state: State<S, ReqBody>,
     verifier: Arc<Verifier>,
+    span: tracing::Span,
 }
 
 // The request waits inside the future while the store answers; boxing it would cost an allocation per request.
@@ -198,10 +212,11 @@ impl<S, ReqBody> ResponseFuture<S, ReqBody>
 where
     S: Service<Request<ReqBody>>,
 {
-    fn reject(verifier: &Arc<Verifier>, error: OtacError) -> Self {
+    fn reject(verifier: &Arc<Verifier>, error: OtacError, span: tracing::Span) -> Self {
         Self {
             state: State::Rejected { error: Some(error) },
             verifier: Arc::clone(verifier),
+            span,
         }
     }
 }
@@ -230,6 +245,7 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
+        let _entered = this.span.enter();
         loop {
             match this.state.as_mut().project() {
                 StateProj::Rejected { error } => {
@@ -292,6 +308,7 @@ where
                     verified,
                 } => {
                     let mut response = ready!(future.poll(cx))?;
+                    this.span.record("outcome", "passed");
                     if let Some(verified) = verified.take() {
                         response.extensions_mut().insert(verified);
                     }
