@@ -1,9 +1,11 @@
 //! The onboarding example services and the shared pieces of the end-to-end tests.
 //!
-//! `cargo run --example onboarding` serves [`onboarding::router`] on axum.
+//! `cargo run --example onboarding` serves [`onboarding::router`] on axum; `cargo run --example onboarding-actix`
+//! serves the same contract on actix-web ([`onboarding_actix::configure`]).
 #![forbid(unsafe_code)]
 
 pub mod change_email;
 pub mod config;
 pub mod domain;
 pub mod onboarding;
+pub mod onboarding_actix;
