@@ -13,6 +13,7 @@
 //! - `redis_consume/{otac_redis_store,raw_set_nx_px}/{1,32}`: `RedisStore::consume` against a raw
 //!   `SET key 1 NX PX 60000` on the same `ConnectionManager` (the baseline), with 1 or 32 calls in flight. The Redis
 //!   server is `OTAC_TEST_REDIS_URL` or a private `redis-server`; without either, this part is skipped with a message.
+//!   After the group, the same comparison in alternating batches prints the ratio RedisStore/raw.
 
 use std::future::Future;
 use std::hint::black_box;
@@ -271,6 +272,35 @@ fn redis_stores(c: &mut Criterion) {
         );
     }
     group.finish();
+
+    // The ratio once more, measured in alternating batches: on a shared machine the load drifts between the
+    // criterion runs above, and alternation makes the drift hit both sides alike. Skipped in `--test` / `--list`.
+    if !std::env::args().any(|a| a == "--test" || a == "--list") {
+        const ROUNDS: usize = 20;
+        const BATCH: u64 = 2_000;
+        for in_flight in [1u64, 32] {
+            let (mut via, mut raw) = (Duration::ZERO, Duration::ZERO);
+            for _ in 0..ROUNDS {
+                let store = store.clone();
+                via += run_concurrent(&rt, BATCH, in_flight, move || {
+                    let store = store.clone();
+                    async move { via_store(&store, exp).await }
+                });
+                let conn = conn.clone();
+                raw += run_concurrent(&rt, BATCH, in_flight, move || {
+                    let mut conn = conn.clone();
+                    async move { raw_set_nx_px(&mut conn).await }
+                });
+            }
+            let calls = (ROUNDS as u64 * BATCH) as f64;
+            let (via_rate, raw_rate) = (calls / via.as_secs_f64(), calls / raw.as_secs_f64());
+            println!(
+                "redis_consume paired, {in_flight} in flight, {calls} calls each: RedisStore {via_rate:.0}/s, \
+                 raw SET NX PX {raw_rate:.0}/s, RedisStore/raw = {:.3}",
+                via_rate / raw_rate
+            );
+        }
+    }
     drop(rt);
     drop(server);
 }
