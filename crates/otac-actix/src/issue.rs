@@ -121,11 +121,16 @@ where
     forward_ready!(service);
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
-        let context = self
-            .issuer
-            .prepare(&compat::request_parts(req.request(), &self.carry));
+        let span = self.issuer.span();
+        let (context, inner) = span.in_scope(|| {
+            let context = self
+                .issuer
+                .prepare(&compat::request_parts(req.request(), &self.carry));
+            (context, self.service.call(req))
+        });
         ResponseFuture {
-            inner: self.service.call(req),
+            inner,
+            span,
             context,
             issuer: Arc::clone(&self.issuer),
             marking: None,
@@ -139,6 +144,7 @@ where
 pub struct ResponseFuture<F, B> {
     #[pin]
     inner: F,
+    span: tracing::Span,
     context: IssueContext,
     issuer: Arc<Issuer>,
     /// The write of the run's live-code mark, and the response and its new headers waiting for it.
@@ -160,6 +166,7 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
+        let _entered = this.span.enter();
         loop {
             if let Some(mark) = this.marking.as_mut() {
                 let written = ready!(Pin::new(mark).poll(cx));

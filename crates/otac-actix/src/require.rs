@@ -128,31 +128,40 @@ where
     forward_ready!(service);
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
+        let span = self.verifier.span();
+        let state = span.in_scope(|| self.start(req));
+        ResponseFuture {
+            state,
+            verifier: Arc::clone(&self.verifier),
+            span,
+        }
+    }
+}
+
+impl<S, B> RequireOtac<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
+{
+    /// Verifies the request's code; a rejection is answered here, before the inner service.
+    fn start(&self, req: ServiceRequest) -> State<S, B> {
         let parts = compat::request_parts(req.request(), &self.carry);
         let verified = match self.verifier.verify(&parts) {
             Ok(verified) => verified,
             Err(err) => {
-                return ResponseFuture {
-                    state: State::Rejected {
-                        response: Some(rejection(&self.verifier, req, err)),
-                    },
-                    verifier: Arc::clone(&self.verifier),
+                return State::Rejected {
+                    response: Some(rejection(&self.verifier, req, err)),
                 };
             }
         };
         drop(parts);
         req.extensions_mut().insert(verified.clone());
-        let state = match self.verifier.state_lookup(&verified) {
+        match self.verifier.state_lookup(&verified) {
             Some(lookup) => State::Checking {
                 lookup,
                 pending: Some((Rc::clone(&self.service), req)),
                 verified: Some(verified),
             },
             None => start_use(&self.verifier, &self.service, req, verified),
-        };
-        ResponseFuture {
-            state,
-            verifier: Arc::clone(&self.verifier),
         }
     }
 }
@@ -202,6 +211,7 @@ where
     #[pin]
     state: State<S, B>,
     verifier: Arc<Verifier>,
+    span: tracing::Span,
 }
 
 #[pin_project(project = StateProj)]
@@ -258,6 +268,7 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
+        let _entered = this.span.enter();
         loop {
             match this.state.as_mut().project() {
                 StateProj::Rejected { response } => {
@@ -309,6 +320,7 @@ where
                     let mut result = ready!(future.poll(cx));
                     let (status, extensions) = match &mut result {
                         Ok(response) => {
+                            this.span.record("outcome", "passed");
                             if let Some(verified) = verified.take() {
                                 response.response_mut().extensions_mut().insert(verified);
                             }
