@@ -145,7 +145,10 @@ async fn the_code_does_not_reveal_the_principal() {
     let claims = otac::dangerous::insecure_decode_claims(&code).expect("claims");
     let sub = claims.sub.expect("bound");
     assert!(!sub.contains("alice"));
-    assert_eq!(claims.aud.steps(), ["email-change-confirm", "email-change-resend"]);
+    assert_eq!(
+        claims.aud.steps(),
+        ["email-change-confirm", "email-change-resend"]
+    );
 }
 
 #[tokio::test]

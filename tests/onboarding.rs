@@ -20,6 +20,14 @@ macro_rules! for_each_framework {
                 }
             )*
         }
+        mod actix_service {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Framework::Actix).await
+                }
+            )*
+        }
     };
 }
 
@@ -869,4 +877,50 @@ async fn revoked_run_is_refused_mid_flow(fw: Framework) {
     )
     .await;
     assert_eq!(server.user(&user_id).await["status"], "invited");
+}
+
+/// A chain across frameworks: step N on one framework issues a code that step N+1 on the other accepts (same
+/// workflow object: same key and replay store; one user directory, like one database).
+async fn chain_across(first: Framework, second: Framework) {
+    let workflow = workflow_with(otac_examples::config::memory_replay(), false);
+    let directory = otac_examples::domain::Directory::default();
+    let a = start_sharing(first, workflow.clone(), None, directory.clone()).await;
+    let b = start_sharing(second, workflow, None, directory).await;
+    let (user_id, to_mobile) = a.through_email().await;
+    let sms = a.latest_code(&user_id, "sms").await;
+    let res = b
+        .post("/verify-mobile", Some(&to_mobile), json!({"code": sms}))
+        .await;
+    assert_eq!(res.status(), StatusCode::OK, "{first:?} → {second:?}");
+    let to_password = otac_of(&res);
+    // Spent once for both.
+    let res = a
+        .post("/verify-mobile", Some(&to_mobile), json!({"code": sms}))
+        .await;
+    assert_problem(
+        res,
+        StatusCode::UNAUTHORIZED,
+        "otac_replayed",
+        Some(&to_mobile),
+    )
+    .await;
+    let res = a
+        .post(
+            "/set-password",
+            Some(&to_password),
+            json!({"password": "correct horse battery"}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_eq!(b.user(&user_id).await["status"], "active");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn axum_issues_actix_accepts() {
+    chain_across(Framework::Axum, Framework::Actix).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn actix_issues_axum_accepts() {
+    chain_across(Framework::Actix, Framework::Axum).await;
 }

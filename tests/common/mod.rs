@@ -21,6 +21,13 @@ pub const HEADER: &str = "One-Time-Authorization-Code";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Framework {
     Axum,
+    Actix,
+}
+
+/// What keeps a service running: a task on the test's runtime (axum) or a server thread (actix-web).
+enum Running {
+    Task(tokio::task::JoinHandle<()>),
+    Actix(Option<otac_examples::onboarding_actix::ActixServer>),
 }
 
 /// A running onboarding service.
@@ -28,12 +35,20 @@ pub struct Server {
     pub base: String,
     pub client: Client,
     pub workflow: Workflow,
-    task: tokio::task::JoinHandle<()>,
+    task: Running,
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        self.task.abort();
+        match &mut self.task {
+            Running::Task(task) => task.abort(),
+            // Stopping joins the server's thread: do it off the async worker.
+            Running::Actix(server) => {
+                if let Some(server) = server.take() {
+                    std::thread::spawn(move || server.stop());
+                }
+            }
+        }
     }
 }
 
@@ -74,9 +89,17 @@ pub async fn start_sharing(
             if let Some(origin) = cors {
                 app = app.layer(otac_examples::onboarding::cors(&workflow, origin).expect("cors"));
             }
-            tokio::spawn(async move {
+            Running::Task(tokio::spawn(async move {
                 axum::serve(listener, app).await.expect("serve");
-            })
+            }))
+        }
+        Framework::Actix => {
+            let listener = listener.into_std().expect("std listener");
+            listener.set_nonblocking(false).expect("blocking listener");
+            Running::Actix(Some(
+                otac_examples::onboarding_actix::spawn(&workflow, directory, cors, listener)
+                    .expect("actix server"),
+            ))
         }
     };
     let client = Client::builder()
@@ -86,6 +109,26 @@ pub async fn start_sharing(
     Server {
         base: format!("http://{addr}"),
         client,
+        workflow,
+        task,
+    }
+}
+
+/// Serves any axum `app` on a loopback port, with the helpers of [`Server`].
+pub async fn serve_router(app: axum::Router, workflow: Workflow) -> Server {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    let addr = listener.local_addr().expect("local addr");
+    let task = Running::Task(tokio::spawn(async move {
+        axum::serve(listener, app).await.expect("serve");
+    }));
+    Server {
+        base: format!("http://{addr}"),
+        client: Client::builder()
+            .timeout(std::time::Duration::from_secs(10))
+            .build()
+            .expect("client"),
         workflow,
         task,
     }
