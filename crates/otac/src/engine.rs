@@ -472,6 +472,9 @@ impl Issuer {
         if config.next.is_empty() {
             return Err(ConfigError::NoNextStep(step.to_owned()));
         }
+        if !workflow.inner.keys.can_sign() {
+            return Err(ConfigError::NoSigningKey);
+        }
         let expose = if workflow.inner.expose_header {
             Some(
                 HeaderValue::from_str(workflow.inner.header.as_str())

@@ -10,6 +10,8 @@ mod keys;
 pub mod layer;
 mod problem;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod token;
 mod verified;
 mod workflow;
