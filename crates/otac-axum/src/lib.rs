@@ -187,3 +187,65 @@ impl IntoResponse for OtacRejection {
         response
     }
 }
+
+/// The media type of a JWKS document (RFC 7517 §8.5).
+pub const JWKS_CONTENT_TYPE: &str = "application/jwk-set+json";
+
+/// The public JWKS document of a key set, as a response: `application/jwk-set+json`, `Cache-Control: public,
+/// max-age=300`. Built once; cheap to clone and to answer with.
+///
+/// Only asymmetric keys are in it (current and previous, see [`KeySet::jwks`]); HMAC secrets never are.
+#[derive(Clone, Debug)]
+pub struct Jwks(axum::body::Bytes);
+
+impl Jwks {
+    /// The document of `keys`, as it is now (rebuild it after a rotation).
+    pub fn new(keys: &KeySet) -> Self {
+        Self(keys.jwks().to_string().into())
+    }
+
+    /// The JSON document.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl IntoResponse for Jwks {
+    fn into_response(self) -> Response {
+        (
+            [
+                (http::header::CONTENT_TYPE, JWKS_CONTENT_TYPE),
+                (http::header::CACHE_CONTROL, "public, max-age=300"),
+            ],
+            self.0,
+        )
+            .into_response()
+    }
+}
+
+/// A `GET` (and `HEAD`) route that serves the public JWKS of `keys`, mounted where you choose, so verifying
+/// services can load the public keys (e.g. with [`KeySet::from_jwks`] at startup or on rotation):
+///
+/// ```
+/// use axum::Router;
+/// use otac::{Key, KeySet};
+///
+/// # let pem = include_str!("../../otac/tests/keys/ec-a.pem");
+/// let keys = KeySet::new(Key::es256_pem(pem)?);
+/// let app: Router = Router::new().route("/.well-known/otac-jwks.json", otac_axum::jwks_route(&keys));
+/// # Ok::<(), otac::ConfigError>(())
+/// ```
+///
+/// The document is taken when the route is built: after a rotation, build the router again with the new set.
+/// Publish a new key (as a previous key of the set) for at least the cache lifetime (5 minutes) and until every
+/// verifier has loaded it before it starts signing.
+pub fn jwks_route<S>(keys: &KeySet) -> axum::routing::MethodRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    let document = Jwks::new(keys);
+    axum::routing::get(move || {
+        let document = document.clone();
+        async move { document }
+    })
+}

@@ -185,6 +185,27 @@ pub enum ConfigError {
     /// A key that cannot be used (bad PEM, wrong algorithm family, not usable for signing).
     #[error("unusable key: {0}")]
     BadKey(&'static str),
+    /// A JWKS document that cannot be used as a whole (not JSON, no `keys` array, no keys).
+    #[error("unusable JWKS: {0}")]
+    BadJwks(&'static str),
+    /// One key of a JWKS document that cannot be used.
+    #[error("unusable JWKS: key {index}: {reason}")]
+    BadJwk {
+        /// The position of the key in the `keys` array, from 0.
+        index: usize,
+        /// Why the key was refused.
+        reason: &'static str,
+    },
+    /// Issuing needs a key set whose current key can sign (not a verify-only set, not a public key).
+    #[error("the key set has no signing key: a verify-only set cannot issue codes")]
+    NoSigningKey,
+    /// A workflow with a caller binding or state-bound steps needs a binding key, which asymmetric and verify-only
+    /// key sets do not have by themselves.
+    #[error(
+        "caller bindings need a shared binding secret: the key set has none (asymmetric or verify-only keys); set \
+         `KeySet::with_binding_secret(..)` on every service of the workflow, or use `Binding::none()`"
+    )]
+    BindingSecretRequired,
     /// A header name or value that is not valid HTTP.
     #[error("invalid header name or value: {0}")]
     InvalidHeader(String),

@@ -8,7 +8,7 @@ use std::time::Duration;
 use http::StatusCode;
 use http::header::HeaderName;
 
-use crate::binding::Binding;
+use crate::binding::{Binding, BindingKind};
 use crate::error::ConfigError;
 use crate::keys::KeySet;
 use crate::problem::{ErrorResponder, ProblemJson, Responder};
@@ -450,6 +450,12 @@ impl WorkflowBuilder {
         let keys = self.keys.ok_or(ConfigError::NoKeys)?;
         let binding = self.binding.ok_or(ConfigError::BindingNotChosen)?;
         let replay = self.replay.ok_or(ConfigError::ReplayNotChosen)?;
+        // Bindings and state fingerprints are keyed hashes: asymmetric and verify-only sets need a binding secret.
+        let hashes =
+            !matches!(binding.0, BindingKind::None) || self.steps.iter().any(|s| s.state.is_some());
+        if hashes && !keys.has_binding_key() {
+            return Err(ConfigError::BindingSecretRequired);
+        }
         check_name(&self.name)?;
         let issuer = self.issuer.unwrap_or_else(|| "otac".to_owned());
         if issuer.is_empty() {
