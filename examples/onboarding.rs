@@ -7,6 +7,8 @@
 //! OTAC_REDIS_URL=redis://127.0.0.1:6379/ OTAC_SECRET=... cargo run --example onboarding   # Redis replay store
 //! ```
 //!
+//! `GET /metrics` serves otac's Prometheus metrics.
+//!
 //! Instances with the same `OTAC_SECRET` and `OTAC_REDIS_URL` accept each other's codes, and each code once across
 //! all of them.
 
@@ -26,7 +28,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let settings = Settings::from_env()?;
     let replay = settings.replay().await?;
     let workflow = onboarding_workflow(settings.keys()?, replay, settings.cors_origin.is_some())?;
-    let mut app = onboarding::router(&workflow, Directory::default());
+    // Prometheus metrics of the codes issued, spent and refused, at GET /metrics.
+    let mut app = onboarding::router(&workflow, Directory::default())
+        .merge(otac_examples::metrics::prometheus_route()?);
     if let Some(origin) = &settings.cors_origin {
         app = app.layer(onboarding::cors(&workflow, origin)?);
     }

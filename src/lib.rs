@@ -7,5 +7,6 @@
 pub mod change_email;
 pub mod config;
 pub mod domain;
+pub mod metrics;
 pub mod onboarding;
 pub mod onboarding_actix;

@@ -13,6 +13,7 @@ use http::{Extensions, StatusCode};
 use crate::binding::{self, BindingKind};
 use crate::claims::{Audience, Claims};
 use crate::error::{ConfigError, OtacError, OtacErrorKind, StoreError};
+use crate::observe;
 use crate::store::{Guard, Outcome, ReplayStore, Spend, StoreFuture, StoreKey};
 use crate::token;
 use crate::verified::{OtacClaims, VerifiedOtac};
@@ -220,18 +221,22 @@ impl Verifier {
                 tag: live_tag(&key),
             });
         }
-        let future = if guards.is_empty() {
-            match spend {
-                Spend::Consume { expires_at_ms } => store.consume(&key, expires_at_ms),
-                Spend::Reserve {
-                    token,
-                    lease_until_ms,
-                } => store.reserve(&key, token, lease_until_ms),
-                Spend::Nothing => StoreFuture::ready(Ok(Outcome::Inserted)),
-            }
-        } else {
-            store.use_guarded(&key, spend, &guards)
-        };
+        let future = observe::timed(
+            &wf.name,
+            "use",
+            if guards.is_empty() {
+                match spend {
+                    Spend::Consume { expires_at_ms } => store.consume(&key, expires_at_ms),
+                    Spend::Reserve {
+                        token,
+                        lease_until_ms,
+                    } => store.reserve(&key, token, lease_until_ms),
+                    Spend::Nothing => StoreFuture::ready(Ok(Outcome::Inserted)),
+                }
+            } else {
+                store.use_guarded(&key, spend, &guards)
+            },
+        );
         Some((
             future,
             Ticket {
@@ -249,6 +254,13 @@ impl Verifier {
                 }),
             },
         ))
+    }
+
+    /// Records that a code passed every check and the handler ran: the span's outcome and the
+    /// `otac_consumed_total` metric. Adapters call it once the handler has answered.
+    pub fn record_pass(&self) {
+        tracing::Span::current().record("outcome", "passed");
+        observe::consumed(&self.workflow.inner.name, self.step());
     }
 
     /// Whether one-time use goes through a replay store (not stateless).
@@ -292,6 +304,7 @@ impl Verifier {
 
     /// The workflow's error response for `error`.
     pub fn reject(&self, error: &OtacError) -> http::Response<bytes::Bytes> {
+        observe::rejected(&self.workflow.inner.name, self.step(), error.code());
         tracing::Span::current().record("outcome", error.code());
         tracing::debug!(
             workflow = %self.workflow.inner.name,
@@ -636,6 +649,7 @@ impl Issuer {
         let span = tracing::Span::current();
         span.record("run", claims.run.as_str());
         span.record("outcome", "issued");
+        observe::issued(&wf.name, &step.name);
         tracing::debug!(workflow = %wf.name, step = %step.name, run = %claims.run, "otac issued");
         Ok((code, claims))
     }

@@ -8,6 +8,7 @@ mod engine;
 mod error;
 mod keys;
 pub mod layer;
+mod observe;
 mod problem;
 pub mod store;
 #[cfg(feature = "testing")]
