@@ -460,3 +460,64 @@ async fn redis_down_is_503_without_running_the_handler_and_the_service_recovers_
         "the probe's code was never spent"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_revoked_on_one_service_is_refused_by_the_other() {
+    let Some(redis) = TestRedis::get() else {
+        return;
+    };
+    let (a, b) = two_services(&redis.url()).await;
+    let (user_id, code) = a.through_mobile().await;
+    let run = common::claims_of(&code)["run"]
+        .as_str()
+        .expect("run")
+        .to_owned();
+    // Revoked through one service's workflow; the mark lives in the shared Redis.
+    a.workflow.revoke_run(&run).await.expect("revoke");
+    let res = b
+        .post(
+            "/set-password",
+            Some(&code),
+            json!({ "password": PASSWORD }),
+        )
+        .await;
+    assert_problem(
+        res,
+        StatusCode::UNAUTHORIZED,
+        "otac_run_revoked",
+        Some(&code),
+    )
+    .await;
+    assert_eq!(b.user(&user_id).await["status"], "invited");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_wrong_sms_codes_abort_the_run_for_every_service() {
+    let Some(redis) = TestRedis::get() else {
+        return;
+    };
+    let (a, b) = two_services(&redis.url()).await;
+    let (user_id, code) = a.through_email().await;
+    let sms = a.latest_code(&user_id, "sms").await;
+    let wrong = if sms == "000000" { "111111" } else { "000000" };
+    for (service, status) in [
+        (&a, StatusCode::UNPROCESSABLE_ENTITY),
+        (&b, StatusCode::UNPROCESSABLE_ENTITY),
+        (&a, StatusCode::TOO_MANY_REQUESTS),
+    ] {
+        let res = service
+            .post("/verify-mobile", Some(&code), json!({ "code": wrong }))
+            .await;
+        assert_eq!(res.status(), status);
+    }
+    let res = b
+        .post("/verify-mobile", Some(&code), json!({ "code": sms }))
+        .await;
+    assert_problem(
+        res,
+        StatusCode::UNAUTHORIZED,
+        "otac_run_revoked",
+        Some(&code),
+    )
+    .await;
+}
