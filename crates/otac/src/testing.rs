@@ -41,6 +41,8 @@
 //! The fake clock drives [`Verifier`]s you call directly; the tower layers and framework adapters keep reading
 //! the system clock.
 
+pub mod conformance;
+
 use std::fmt;
 use std::future::Future as _;
 use std::sync::Arc;
