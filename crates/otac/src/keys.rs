@@ -663,8 +663,26 @@ impl fmt::Debug for KeySet {
     }
 }
 
-/// Stands in for a missing binding key; never used to hash, since workflows that bind refuse to build without one.
-const NO_BINDING_KEY: [u8; 32] = [0; 32];
+/// Stands in for a missing binding key: random, per process. Workflows that bind refuse to build without a binding
+/// key; should anything still be hashed without one (a state fingerprint attached on a service whose own workflow
+/// has no state-bound step), the hash is unpredictable and matches nowhere else: it fails closed.
+fn ephemeral_binding_key() -> &'static [u8; 32] {
+    static KEY: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| {
+        let mut key = [0u8; 32];
+        if getrandom::fill(&mut key).is_err() {
+            // No system randomness: still unknown to code holders, and never equal to a configured key.
+            let seed = format!(
+                "{:?} {} {:p}",
+                std::time::SystemTime::now(),
+                std::process::id(),
+                &key
+            );
+            key = Sha256::digest(seed.as_bytes()).into();
+        }
+        key
+    })
+}
 
 impl KeySet {
     /// A set with one key, used to sign (if it can) and verify.
@@ -746,7 +764,9 @@ impl KeySet {
     }
 
     pub(crate) fn binding_key(&self) -> &[u8; 32] {
-        self.binding_key.as_ref().unwrap_or(&NO_BINDING_KEY)
+        self.binding_key
+            .as_ref()
+            .unwrap_or_else(|| ephemeral_binding_key())
     }
 
     /// Whether caller bindings can be hashed: an HMAC first key or an explicit binding secret.
@@ -899,5 +919,22 @@ mod tests {
         assert!(!verify.can_sign());
         assert_eq!(verify.binding_key(), set.binding_key());
         assert!(KeySet::verify_only([]).is_err());
+    }
+
+    #[test]
+    fn a_missing_binding_key_is_never_a_predictable_one() {
+        let public = Key::hs256([1u8; 32]).unwrap();
+        let mut set = KeySet::new(public);
+        set.binding_key = None;
+        assert!(!set.has_binding_key());
+        assert_ne!(set.binding_key(), &[0u8; 32]);
+        assert_eq!(
+            set.binding_key(),
+            set.clone().binding_key(),
+            "stable in a process"
+        );
+        let with = set.with_binding_secret([3u8; 32]).unwrap();
+        assert!(with.has_binding_key());
+        assert_eq!(with.binding_key(), &derive(&[3u8; 32], b"otac binding v1"));
     }
 }
