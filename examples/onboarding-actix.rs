@@ -7,7 +7,8 @@
 //! OTAC_CORS_ORIGIN=http://127.0.0.1:8080 cargo run --example onboarding-actix -- --addr 127.0.0.1:3001
 //! ```
 //!
-//! Instances of either framework with the same `OTAC_SECRET` accept each other's codes.
+//! `GET /metrics` serves otac's Prometheus metrics. Instances of either framework with the same `OTAC_SECRET` (and
+//! `OTAC_REDIS_URL`) accept each other's codes.
 
 use otac_examples::config::{Settings, onboarding_workflow};
 use otac_examples::domain::Directory;

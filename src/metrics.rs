@@ -7,15 +7,21 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 /// Installs the process-wide Prometheus recorder (once; later calls reuse it) and returns the `/metrics` route.
 pub fn prometheus_route() -> Result<Router, String> {
+    let handle = prometheus_handle()?;
+    Ok(Router::new().route("/metrics", get(move || std::future::ready(handle.render()))))
+}
+
+/// Installs the process-wide Prometheus recorder (once; later calls reuse it) and returns its handle, whose
+/// `render()` is the body of `GET /metrics` (the actix-web example serves it so).
+pub fn prometheus_handle() -> Result<PrometheusHandle, String> {
     static HANDLE: std::sync::OnceLock<PrometheusHandle> = std::sync::OnceLock::new();
-    let handle = match HANDLE.get() {
-        Some(handle) => handle.clone(),
+    match HANDLE.get() {
+        Some(handle) => Ok(handle.clone()),
         None => {
             let handle = PrometheusBuilder::new()
                 .install_recorder()
                 .map_err(|err| format!("cannot install the metrics recorder: {err}"))?;
-            HANDLE.get_or_init(|| handle).clone()
+            Ok(HANDLE.get_or_init(|| handle).clone())
         }
-    };
-    Ok(Router::new().route("/metrics", get(move || std::future::ready(handle.render()))))
+    }
 }

@@ -35,6 +35,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::web::{self, Data, Json, Path, Query};
 use actix_web::{App, Either, Error, HttpRequest, HttpResponse, HttpServer, ResponseError};
+use metrics_exporter_prometheus::PrometheusHandle;
 use otac::{OtacClaims, Workflow};
 use otac_actix::{AbortRun, AttachClaims, IssueOtacLayer, Otac, RequireOtacLayer};
 use serde::Deserialize;
@@ -388,7 +389,8 @@ fn http_server(
     directory: Directory,
     cors_origin: Option<&str>,
     listener: TcpListener,
-    os_signals: bool,
+    metrics: Option<PrometheusHandle>,
+    for_tests: bool,
 ) -> io::Result<Server> {
     let cors = match cors_origin {
         Some(origin) => {
@@ -397,28 +399,51 @@ fn http_server(
         None => Cors::disabled(),
     };
     let configure = configure(workflow, directory);
-    let mut server =
-        HttpServer::new(move || App::new().wrap(cors.clone()).configure(configure.clone()))
-            .listen(listener)?;
-    if !os_signals {
+    let mut server = HttpServer::new(move || {
+        let metrics = metrics.clone();
+        App::new()
+            .wrap(cors.clone())
+            .configure(configure.clone())
+            .configure(move |cfg| {
+                if let Some(handle) = metrics {
+                    cfg.service(
+                        web::resource("/metrics")
+                            .route(web::get().to(move || ready(handle.render()))),
+                    );
+                }
+            })
+    })
+    .listen(listener)?;
+    if for_tests {
+        // No OS signal handlers in a test process (Ctrl-C must still end it), and few threads per server.
         server = server.disable_signals().workers(2);
     }
     Ok(server.run())
 }
 
-/// The onboarding server on `listener`, with CORS for `cors_origin` if given. It stops gracefully on Ctrl-C; await
-/// it inside an actix system (`actix_rt::System::new().block_on(..)`) or a Tokio runtime.
+/// The onboarding server of `cargo run --example onboarding-actix` on `listener`, with CORS for `cors_origin` if
+/// given, and otac's Prometheus metrics at `GET /metrics` (installing the process-wide recorder, see
+/// [`crate::metrics::prometheus_handle`]). It stops gracefully on Ctrl-C; await it inside an actix system
+/// (`actix_rt::System::new().block_on(..)`) or a Tokio runtime.
 pub fn server(
     workflow: &Workflow,
     directory: Directory,
     cors_origin: Option<&str>,
     listener: TcpListener,
 ) -> io::Result<Server> {
-    http_server(workflow, directory, cors_origin, listener, true)
+    let metrics = crate::metrics::prometheus_handle().map_err(io::Error::other)?;
+    http_server(
+        workflow,
+        directory,
+        cors_origin,
+        listener,
+        Some(metrics),
+        false,
+    )
 }
 
-/// Starts the onboarding server on `listener` in a thread of its own, with CORS for `cors_origin` if given, and
-/// returns at once: the listener already takes connections. Stopped when the handle is dropped (or by [`ActixServer::stop`]).
+/// Starts the onboarding server on `listener` in a thread of its own, with CORS for `cors_origin` if given (no
+/// `/metrics`, no OS signal handlers), and returns at once: the listener already takes connections. Stopped when the handle is dropped (or by [`ActixServer::stop`]).
 ///
 /// ```no_run
 /// # fn demo(workflow: otac::Workflow) -> std::io::Result<()> {
@@ -439,7 +464,7 @@ pub fn spawn(
     listener: TcpListener,
 ) -> io::Result<ActixServer> {
     let addr = listener.local_addr()?;
-    let server = http_server(workflow, directory, cors_origin, listener, false)?;
+    let server = http_server(workflow, directory, cors_origin, listener, None, true)?;
     let handle = server.handle();
     // The listener is bound and listening already: connections wait in its backlog until the workers run.
     let thread = std::thread::Builder::new()
