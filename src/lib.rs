@@ -9,4 +9,5 @@ pub mod config;
 pub mod domain;
 pub mod metrics;
 pub mod onboarding;
+pub mod openapi;
 pub mod onboarding_actix;

@@ -131,6 +131,7 @@ async fn user(
 
 /// The onboarding service for `workflow` (see [`crate::config::onboarding_workflow`]).
 pub fn router(workflow: &Workflow, directory: Directory) -> Router {
+    let openapi = crate::openapi::onboarding_openapi_json(workflow);
     Router::new()
         .route("/invitations", post(invite))
         .route("/_dev/outbox", get(outbox))
@@ -149,6 +150,10 @@ pub fn router(workflow: &Workflow, directory: Directory) -> Router {
             post(set_password).route_layer(RequireOtacLayer::new(workflow, "set-password")),
         )
         .route("/users/{id}", get(user))
+        .route(
+            "/openapi.json",
+            get(move || std::future::ready(([(CONTENT_TYPE, "application/json")], openapi.clone()))),
+        )
         .with_state(directory)
 }
 

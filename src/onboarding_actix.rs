@@ -212,8 +212,10 @@ pub fn configure(
     directory: Directory,
 ) -> impl Fn(&mut web::ServiceConfig) + Clone + Send + 'static {
     let workflow = workflow.clone();
+    let openapi = crate::openapi::onboarding_openapi_json(&workflow);
     move |cfg: &mut web::ServiceConfig| {
         let wf = &workflow;
+        let openapi = openapi.clone();
         cfg.app_data(Data::new(directory.clone()))
             .app_data(web::JsonConfig::default().error_handler(json_error))
             .app_data(web::QueryConfig::default().error_handler(query_error))
@@ -252,7 +254,15 @@ pub fn configure(
                 web::resource("/users/{id}")
                     .route(web::get().to(user))
                     .route(web::head().to(user)),
-            );
+            )
+            .service(web::resource("/openapi.json").route(web::get().to(move || {
+                let openapi = openapi.clone();
+                async move {
+                    actix_web::HttpResponse::Ok()
+                        .content_type("application/json")
+                        .body(openapi)
+                }
+            })));
     }
 }
 

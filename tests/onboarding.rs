@@ -51,6 +51,7 @@ for_each_framework!(
     browser_origin_can_drive_the_workflow,
     too_many_wrong_sms_codes_abort_the_run,
     revoked_run_is_refused_mid_flow,
+    openapi_document_declares_the_code_header,
 );
 
 async fn full_flow_activates_the_user(fw: Framework) {
@@ -923,4 +924,34 @@ async fn axum_issues_actix_accepts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn actix_issues_axum_accepts() {
     chain_across(Framework::Actix, Framework::Axum).await;
+}
+
+async fn openapi_document_declares_the_code_header(fw: Framework) {
+    let server = start(fw).await;
+    let res = server.client.get(server.url("/openapi.json")).send().await.expect("request");
+    assert_eq!(res.status(), StatusCode::OK);
+    let text = res.text().await.expect("body");
+    // It parses back as an OpenAPI document.
+    let doc: utoipa::openapi::OpenApi = serde_json::from_str(&text).expect("a valid OpenAPI document");
+    let scheme = serde_json::to_value(
+        doc.components.as_ref().expect("components").security_schemes.get("otac").expect("otac scheme"),
+    )
+    .expect("json");
+    assert_eq!(scheme["type"], "apiKey");
+    assert_eq!(scheme["in"], "header");
+    assert_eq!(scheme["name"], "one-time-authorization-code");
+    let raw: Value = serde_json::from_str(&text).expect("json");
+    let op = |path: &str, method: &str| raw["paths"][path][method].clone();
+    let requires = |o: &Value| o["security"].as_array().is_some_and(|s| s.iter().any(|r| r.get("otac").is_some()));
+    let issues = |o: &Value, status: &str| o["responses"][status]["headers"].get("one-time-authorization-code").is_some();
+    assert!(!requires(&op("/verify-email", "post")) && issues(&op("/verify-email", "post"), "200"));
+    assert!(requires(&op("/verify-mobile", "post")) && issues(&op("/verify-mobile", "post"), "200"));
+    assert!(!issues(&op("/verify-mobile", "post"), "422"), "no code on failures");
+    assert!(requires(&op("/set-password", "post")) && !issues(&op("/set-password", "post"), "204"));
+    assert!(!requires(&op("/invitations", "post")) && !issues(&op("/invitations", "post"), "201"));
+    for status in ["401", "403", "503"] {
+        let text = op("/set-password", "post")["responses"][status].to_string();
+        assert!(text.contains("application/problem+json"), "{status}: {text}");
+    }
+    assert!(op("/set-password", "post")["responses"]["401"].to_string().contains("otac_replayed"));
 }

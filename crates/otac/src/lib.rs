@@ -9,6 +9,8 @@ mod error;
 mod keys;
 pub mod layer;
 mod observe;
+#[cfg(feature = "openapi")]
+pub mod openapi;
 mod problem;
 pub mod store;
 #[cfg(feature = "testing")]
