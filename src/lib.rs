@@ -11,3 +11,8 @@ pub mod metrics;
 pub mod onboarding;
 pub mod openapi;
 pub mod onboarding_actix;
+
+/// The repository README's Rust examples, compiled as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeExamples;
