@@ -270,3 +270,42 @@ fn matches_code(expected: Option<&str>, given: &str) -> bool {
     let (a, b) = (expected.as_bytes(), given.trim().as_bytes());
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
+
+/// `POST /invitations`.
+#[derive(Debug, Deserialize)]
+pub struct Invitation {
+    /// The invitee's email address.
+    pub email: String,
+    /// The invitee's mobile number.
+    pub mobile: String,
+}
+
+/// `GET /_dev/outbox?user_id=…`.
+#[derive(Debug, Deserialize)]
+pub struct OutboxQuery {
+    /// Whose messages.
+    pub user_id: String,
+}
+
+/// `POST /verify-email`.
+#[derive(Debug, Deserialize)]
+pub struct EmailVerification {
+    /// The invited user.
+    pub user_id: String,
+    /// The emailed code.
+    pub code: String,
+}
+
+/// `POST /verify-mobile`: the user comes from the one-time authorization code, not from the body.
+#[derive(Debug, Deserialize)]
+pub struct MobileVerification {
+    /// The SMS code.
+    pub code: String,
+}
+
+/// `POST /set-password`.
+#[derive(Debug, Deserialize)]
+pub struct NewPassword {
+    /// The new password.
+    pub password: String,
+}

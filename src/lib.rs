@@ -9,8 +9,8 @@ pub mod config;
 pub mod domain;
 pub mod metrics;
 pub mod onboarding;
-pub mod openapi;
 pub mod onboarding_actix;
+pub mod openapi;
 
 /// The repository README's Rust examples, compiled as doctests so they stay true.
 #[cfg(doctest)]

@@ -16,10 +16,12 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use otac::{OtacClaims, Workflow};
 use otac_axum::{AbortRun, AttachClaims, IssueOtacLayer, Otac, RequireOtacLayer};
-use serde::Deserialize;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use crate::domain::{Directory, DomainError};
+use crate::domain::{
+    Directory, DomainError, EmailVerification, Invitation, MobileVerification, NewPassword,
+    OutboxQuery,
+};
 
 impl IntoResponse for DomainError {
     fn into_response(self) -> Response {
@@ -27,33 +29,6 @@ impl IntoResponse for DomainError {
             StatusCode::from_u16(self.status()).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY);
         (status, Json(self.body())).into_response()
     }
-}
-
-#[derive(Deserialize)]
-struct Invitation {
-    email: String,
-    mobile: String,
-}
-
-#[derive(Deserialize)]
-struct OutboxQuery {
-    user_id: String,
-}
-
-#[derive(Deserialize)]
-struct EmailVerification {
-    user_id: String,
-    code: String,
-}
-
-#[derive(Deserialize)]
-struct MobileVerification {
-    code: String,
-}
-
-#[derive(Deserialize)]
-struct NewPassword {
-    password: String,
 }
 
 async fn invite(
@@ -152,7 +127,9 @@ pub fn router(workflow: &Workflow, directory: Directory) -> Router {
         .route("/users/{id}", get(user))
         .route(
             "/openapi.json",
-            get(move || std::future::ready(([(CONTENT_TYPE, "application/json")], openapi.clone()))),
+            get(move || {
+                std::future::ready(([(CONTENT_TYPE, "application/json")], openapi.clone()))
+            }),
         )
         .with_state(directory)
 }

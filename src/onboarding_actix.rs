@@ -38,9 +38,11 @@ use actix_web::{App, Either, Error, HttpRequest, HttpResponse, HttpServer, Respo
 use metrics_exporter_prometheus::PrometheusHandle;
 use otac::{OtacClaims, Workflow};
 use otac_actix::{AbortRun, AttachClaims, IssueOtacLayer, Otac, RequireOtacLayer};
-use serde::Deserialize;
 
-use crate::domain::{Directory, DomainError};
+use crate::domain::{
+    Directory, DomainError, EmailVerification, Invitation, MobileVerification, NewPassword,
+    OutboxQuery,
+};
 
 /// A [`DomainError`] as an actix response: its status and JSON body.
 #[derive(Debug)]
@@ -66,33 +68,6 @@ impl ResponseError for Failure {
     fn error_response(&self) -> HttpResponse {
         HttpResponse::build(self.status_code()).json(self.0.body())
     }
-}
-
-#[derive(Deserialize)]
-struct Invitation {
-    email: String,
-    mobile: String,
-}
-
-#[derive(Deserialize)]
-struct OutboxQuery {
-    user_id: String,
-}
-
-#[derive(Deserialize)]
-struct EmailVerification {
-    user_id: String,
-    code: String,
-}
-
-#[derive(Deserialize)]
-struct MobileVerification {
-    code: String,
-}
-
-#[derive(Deserialize)]
-struct NewPassword {
-    password: String,
 }
 
 async fn invite(dir: Data<Directory>, body: Json<Invitation>) -> Result<HttpResponse, Failure> {

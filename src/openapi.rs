@@ -10,7 +10,9 @@ use utoipa::openapi::{InfoBuilder, OpenApi, OpenApiBuilder};
 fn operation(id: &str, responses: &[(&str, &str)]) -> OperationBuilder {
     responses.iter().fold(
         OperationBuilder::new().operation_id(Some(id)),
-        |op, (status, description)| op.response(*status, ResponseBuilder::new().description(*description)),
+        |op, (status, description)| {
+            op.response(*status, ResponseBuilder::new().description(*description))
+        },
     )
 }
 
@@ -21,12 +23,24 @@ pub fn onboarding_openapi(workflow: &Workflow) -> Result<OpenApi, otac::ConfigEr
             "/invitations",
             PathItem::new(
                 HttpMethod::Post,
-                operation("invite", &[("201", "Invited; an email code was sent"), ("422", "Invalid email or mobile")]),
+                operation(
+                    "invite",
+                    &[
+                        ("201", "Invited; an email code was sent"),
+                        ("422", "Invalid email or mobile"),
+                    ],
+                ),
             ),
         )
         .path(
             "/_dev/outbox",
-            PathItem::new(HttpMethod::Get, operation("outbox", &[("200", "Messages sent to the user (demo only)")])),
+            PathItem::new(
+                HttpMethod::Get,
+                operation(
+                    "outbox",
+                    &[("200", "Messages sent to the user (demo only)")],
+                ),
+            ),
         )
         .path(
             "/verify-email",
@@ -34,7 +48,11 @@ pub fn onboarding_openapi(workflow: &Workflow) -> Result<OpenApi, otac::ConfigEr
                 HttpMethod::Post,
                 operation(
                     "verifyEmail",
-                    &[("200", "Email verified"), ("404", "Unknown user"), ("422", "Wrong code")],
+                    &[
+                        ("200", "Email verified"),
+                        ("404", "Unknown user"),
+                        ("422", "Wrong code"),
+                    ],
                 ),
             ),
         )
@@ -56,16 +74,30 @@ pub fn onboarding_openapi(workflow: &Workflow) -> Result<OpenApi, otac::ConfigEr
             "/set-password",
             PathItem::new(
                 HttpMethod::Post,
-                operation("setPassword", &[("204", "Password set; the user is active"), ("422", "Weak password")]),
+                operation(
+                    "setPassword",
+                    &[
+                        ("204", "Password set; the user is active"),
+                        ("422", "Weak password"),
+                    ],
+                ),
             ),
         )
         .path(
             "/users/{id}",
-            PathItem::new(HttpMethod::Get, operation("user", &[("200", "The user"), ("404", "Unknown user")])),
+            PathItem::new(
+                HttpMethod::Get,
+                operation("user", &[("200", "The user"), ("404", "Unknown user")]),
+            ),
         )
         .build();
     let mut api = OpenApiBuilder::new()
-        .info(InfoBuilder::new().title("otac onboarding example").version(env!("CARGO_PKG_VERSION")).build())
+        .info(
+            InfoBuilder::new()
+                .title("otac onboarding example")
+                .version(env!("CARGO_PKG_VERSION"))
+                .build(),
+        )
         .paths(paths)
         .build();
     document(
@@ -73,7 +105,9 @@ pub fn onboarding_openapi(workflow: &Workflow) -> Result<OpenApi, otac::ConfigEr
         workflow,
         &[
             OtacRoute::post("/verify-email").issues("verify-email"),
-            OtacRoute::post("/verify-mobile").requires("verify-mobile").issues("verify-mobile"),
+            OtacRoute::post("/verify-mobile")
+                .requires("verify-mobile")
+                .issues("verify-mobile"),
             OtacRoute::post("/set-password").requires("set-password"),
         ],
     )?;

@@ -928,13 +928,24 @@ async fn actix_issues_axum_accepts() {
 
 async fn openapi_document_declares_the_code_header(fw: Framework) {
     let server = start(fw).await;
-    let res = server.client.get(server.url("/openapi.json")).send().await.expect("request");
+    let res = server
+        .client
+        .get(server.url("/openapi.json"))
+        .send()
+        .await
+        .expect("request");
     assert_eq!(res.status(), StatusCode::OK);
     let text = res.text().await.expect("body");
     // It parses back as an OpenAPI document.
-    let doc: utoipa::openapi::OpenApi = serde_json::from_str(&text).expect("a valid OpenAPI document");
+    let doc: utoipa::openapi::OpenApi =
+        serde_json::from_str(&text).expect("a valid OpenAPI document");
     let scheme = serde_json::to_value(
-        doc.components.as_ref().expect("components").security_schemes.get("otac").expect("otac scheme"),
+        doc.components
+            .as_ref()
+            .expect("components")
+            .security_schemes
+            .get("otac")
+            .expect("otac scheme"),
     )
     .expect("json");
     assert_eq!(scheme["type"], "apiKey");
@@ -942,16 +953,36 @@ async fn openapi_document_declares_the_code_header(fw: Framework) {
     assert_eq!(scheme["name"], "one-time-authorization-code");
     let raw: Value = serde_json::from_str(&text).expect("json");
     let op = |path: &str, method: &str| raw["paths"][path][method].clone();
-    let requires = |o: &Value| o["security"].as_array().is_some_and(|s| s.iter().any(|r| r.get("otac").is_some()));
-    let issues = |o: &Value, status: &str| o["responses"][status]["headers"].get("one-time-authorization-code").is_some();
+    let requires = |o: &Value| {
+        o["security"]
+            .as_array()
+            .is_some_and(|s| s.iter().any(|r| r.get("otac").is_some()))
+    };
+    let issues = |o: &Value, status: &str| {
+        o["responses"][status]["headers"]
+            .get("one-time-authorization-code")
+            .is_some()
+    };
     assert!(!requires(&op("/verify-email", "post")) && issues(&op("/verify-email", "post"), "200"));
-    assert!(requires(&op("/verify-mobile", "post")) && issues(&op("/verify-mobile", "post"), "200"));
-    assert!(!issues(&op("/verify-mobile", "post"), "422"), "no code on failures");
+    assert!(
+        requires(&op("/verify-mobile", "post")) && issues(&op("/verify-mobile", "post"), "200")
+    );
+    assert!(
+        !issues(&op("/verify-mobile", "post"), "422"),
+        "no code on failures"
+    );
     assert!(requires(&op("/set-password", "post")) && !issues(&op("/set-password", "post"), "204"));
     assert!(!requires(&op("/invitations", "post")) && !issues(&op("/invitations", "post"), "201"));
     for status in ["401", "403", "503"] {
         let text = op("/set-password", "post")["responses"][status].to_string();
-        assert!(text.contains("application/problem+json"), "{status}: {text}");
+        assert!(
+            text.contains("application/problem+json"),
+            "{status}: {text}"
+        );
     }
-    assert!(op("/set-password", "post")["responses"]["401"].to_string().contains("otac_replayed"));
+    assert!(
+        op("/set-password", "post")["responses"]["401"]
+            .to_string()
+            .contains("otac_replayed")
+    );
 }

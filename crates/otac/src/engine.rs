@@ -225,14 +225,7 @@ impl Verifier {
             &wf.name,
             "use",
             if guards.is_empty() {
-                match spend {
-                    Spend::Consume { expires_at_ms } => store.consume(&key, expires_at_ms),
-                    Spend::Reserve {
-                        token,
-                        lease_until_ms,
-                    } => store.reserve(&key, token, lease_until_ms),
-                    Spend::Nothing => StoreFuture::ready(Ok(Outcome::Inserted)),
-                }
+                crate::store::spend_unguarded(&**store, &key, spend)
             } else {
                 store.use_guarded(&key, spend, &guards)
             },

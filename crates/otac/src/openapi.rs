@@ -94,7 +94,11 @@ impl OtacRoute {
 
 /// Declares `workflow`'s code header in `openapi` for `routes`. Every route must be in the document and every step
 /// in the workflow (an issuing step must have a next step), or nothing is changed and the mistake is returned.
-pub fn document(openapi: &mut OpenApi, workflow: &Workflow, routes: &[OtacRoute]) -> Result<(), ConfigError> {
+pub fn document(
+    openapi: &mut OpenApi,
+    workflow: &Workflow,
+    routes: &[OtacRoute],
+) -> Result<(), ConfigError> {
     for route in routes {
         if let Some(step) = &route.requires {
             workflow.index(step)?;
@@ -121,7 +125,9 @@ pub fn document(openapi: &mut OpenApi, workflow: &Workflow, routes: &[OtacRoute]
         ))),
     );
     for route in routes {
-        let Some(op) = operation(openapi, &route.method, &route.path) else { continue };
+        let Some(op) = operation(openapi, &route.method, &route.path) else {
+            continue;
+        };
         if let Some(step) = &route.requires {
             require(op, workflow, step);
         }
@@ -133,7 +139,11 @@ pub fn document(openapi: &mut OpenApi, workflow: &Workflow, routes: &[OtacRoute]
     Ok(())
 }
 
-fn operation<'a>(openapi: &'a mut OpenApi, method: &http::Method, path: &str) -> Option<&'a mut Operation> {
+fn operation<'a>(
+    openapi: &'a mut OpenApi,
+    method: &http::Method,
+    path: &str,
+) -> Option<&'a mut Operation> {
     let item = openapi.paths.paths.get_mut(path)?;
     let slot = match *method {
         http::Method::GET => &mut item.get,
@@ -208,7 +218,12 @@ fn issue(op: &mut Operation, header: &str, next: &str) {
     if !any {
         op.responses.responses.insert(
             "200".to_owned(),
-            RefOr::T(ResponseBuilder::new().description("Success").header(header, code()).build()),
+            RefOr::T(
+                ResponseBuilder::new()
+                    .description("Success")
+                    .header(header, code())
+                    .build(),
+            ),
         );
     }
 }

@@ -280,14 +280,7 @@ impl ReplayStore for MemoryStore {
                 return StoreFuture::ready(Ok(outcome));
             }
         }
-        match spend {
-            Spend::Consume { expires_at_ms } => self.consume(key, expires_at_ms),
-            Spend::Reserve {
-                token,
-                lease_until_ms,
-            } => self.reserve(key, token, lease_until_ms),
-            Spend::Nothing => StoreFuture::ready(Ok(Outcome::Inserted)),
-        }
+        super::spend_unguarded(self, key, spend)
     }
 
     fn release(&self, key: &StoreKey, token: u64) -> StoreFuture<()> {

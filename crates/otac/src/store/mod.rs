@@ -179,14 +179,24 @@ pub trait ReplayStore: Send + Sync + 'static {
         if !guards.is_empty() {
             return StoreFuture::ready(Err(StoreError::new("this store does not support marks")));
         }
-        match spend {
-            Spend::Consume { expires_at_ms } => self.consume(key, expires_at_ms),
-            Spend::Reserve {
-                token,
-                lease_until_ms,
-            } => self.reserve(key, token, lease_until_ms),
-            Spend::Nothing => StoreFuture::ready(Ok(Outcome::Inserted)),
-        }
+        spend_unguarded(self, key, spend)
+    }
+}
+
+/// Records `spend` with the store's plain calls (no guards): for [`ReplayStore::use_guarded`] implementations once
+/// their guards passed.
+pub fn spend_unguarded<S: ReplayStore + ?Sized>(
+    store: &S,
+    key: &StoreKey,
+    spend: Spend,
+) -> StoreFuture<Outcome> {
+    match spend {
+        Spend::Consume { expires_at_ms } => store.consume(key, expires_at_ms),
+        Spend::Reserve {
+            token,
+            lease_until_ms,
+        } => store.reserve(key, token, lease_until_ms),
+        Spend::Nothing => StoreFuture::ready(Ok(Outcome::Inserted)),
     }
 }
 
