@@ -119,10 +119,18 @@ impl Binding {
     }
 }
 
-/// The single cookie named `name`; none when absent or present more than once.
-fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
-    let mut found = None;
-    for header in parts.headers.get_all(COOKIE) {
+/// What the `Cookie` headers hold under one name.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum CookieLookup<'a> {
+    Absent,
+    One(&'a str),
+    Many,
+}
+
+/// The cookie named `name` in `headers` (quotes around the value removed).
+pub(crate) fn find_cookie<'a>(headers: &'a http::HeaderMap, name: &str) -> CookieLookup<'a> {
+    let mut found = CookieLookup::Absent;
+    for header in headers.get_all(COOKIE) {
         let Ok(header) = header.to_str() else {
             continue;
         };
@@ -131,14 +139,22 @@ fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
                 continue;
             };
             if n == name {
-                if found.is_some() {
-                    return None;
+                if found != CookieLookup::Absent {
+                    return CookieLookup::Many;
                 }
-                found = Some(v.trim_matches('"'));
+                found = CookieLookup::One(v.trim_matches('"'));
             }
         }
     }
-    found.filter(|v| !v.is_empty())
+    found
+}
+
+/// The single cookie named `name`; none when absent, empty or present more than once.
+fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
+    match find_cookie(&parts.headers, name) {
+        CookieLookup::One(v) if !v.is_empty() => Some(v),
+        _ => None,
+    }
 }
 
 /// The `sub` claim for a binding value: base64url(HMAC-SHA256(key, label || workflow || 0 || value)).

@@ -1,17 +1,22 @@
 //! The framework-neutral core: verifying a request's code for a step ([`Verifier`]) and issuing the code for the
 //! next step(s) ([`Issuer`]). The tower layers and the framework adapters are thin shells around these.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use http::header::{ACCESS_CONTROL_EXPOSE_HEADERS, CACHE_CONTROL, HeaderMap, HeaderValue};
+use http::header::{
+    ACCESS_CONTROL_EXPOSE_HEADERS, CACHE_CONTROL, HeaderMap, HeaderValue, SET_COOKIE,
+};
 use http::request::Parts;
 use http::{Extensions, StatusCode};
+use serde::Serialize;
+use serde_json::{Map, Value};
 
 use crate::binding::{self, BindingKind};
-use crate::claims::{Audience, Claims};
+use crate::claims::Audience;
 use crate::error::{ConfigError, OtacError, OtacErrorKind, StoreError};
 use crate::observe;
 use crate::store::{Guard, Outcome, ReplayStore, Spend, StoreFuture, StoreKey};
@@ -77,6 +82,22 @@ impl Verifier {
 
     /// The single code in `headers`.
     pub fn token<'h>(&self, headers: &'h HeaderMap) -> Result<&'h str, OtacError> {
+        if let Some(name) = &self.workflow.inner.cookie {
+            let token = match binding::find_cookie(headers, name) {
+                binding::CookieLookup::Absent => return Err(OtacError::required()),
+                binding::CookieLookup::Many => {
+                    return Err(OtacError::malformed("more than one code cookie"));
+                }
+                binding::CookieLookup::One(token) => token.trim(),
+            };
+            if token.len() > self.workflow.inner.max_len {
+                return Err(OtacError::malformed("code exceeds the size limit"));
+            }
+            if token.is_empty() {
+                return Err(OtacError::required());
+            }
+            return Ok(token);
+        }
         let mut values = headers.get_all(&self.workflow.inner.header).iter();
         let value = values.next().ok_or_else(OtacError::required)?;
         if values.next().is_some() {
@@ -438,6 +459,33 @@ impl Workflow {
     }
 }
 
+/// The claims of a code being issued, borrowing what the workflow and the carried code already hold (no copies of
+/// the issuer, workflow, step and audience names, the run id or the custom claims). Serialises exactly as
+/// [`Claims`](crate::Claims): the same members in the same order, omitted in the same cases.
+#[derive(Serialize)]
+struct Issued<'a> {
+    iss: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sub: Option<String>,
+    aud: &'a Audience,
+    exp: u64,
+    iat: u64,
+    nbf: u64,
+    jti: String,
+    wf: &'a str,
+    run: Cow<'a, str>,
+    stp: &'a str,
+    rat: u64,
+    #[serde(skip_serializing_if = "no_custom_claims")]
+    ctx: Cow<'a, Map<String, Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sfp: Option<String>,
+}
+
+fn no_custom_claims(ctx: &Cow<'_, Map<String, Value>>) -> bool {
+    ctx.is_empty()
+}
+
 /// Put into a response's extensions by a handler to abort the workflow run of the request's code (e.g. after too
 /// many wrong verification codes): the run is revoked and every later use of its codes answers
 /// `otac_run_revoked`. Needs [`revocation`](crate::WorkflowBuilder::revocation).
@@ -558,12 +606,12 @@ impl Issuer {
             .map(|(code, _)| code)
     }
 
-    fn issue_claims_at(
-        &self,
-        ctx: &IssueContext,
+    fn issue_claims_at<'a>(
+        &'a self,
+        ctx: &'a IssueContext,
         attached: Option<&OtacClaims>,
         now: u64,
-    ) -> Result<(String, Claims), OtacError> {
+    ) -> Result<(String, Issued<'a>), OtacError> {
         let wf = &*self.workflow.inner;
         let step = self.workflow.step_config(self.step);
         // Only a code of this workflow continues its run (a code of another workflow may reach here through
@@ -607,8 +655,8 @@ impl Issuer {
             ),
         };
         let (run, rat) = match carried {
-            Some(c) => (c.run.clone(), c.rat),
-            None => (random_id()?, now),
+            Some(c) => (Cow::Borrowed(c.run.as_str()), c.rat),
+            None => (Cow::Owned(random_id()?), now),
         };
         let run_end = rat.saturating_add(wf.run_lifetime.as_secs());
         if now >= run_end {
@@ -617,21 +665,27 @@ impl Issuer {
         let exp = now
             .saturating_add(step.lifetime.as_secs().max(1))
             .min(run_end);
-        let mut custom = carried.map(|c| c.ctx.clone()).unwrap_or_default();
-        if let Some(attached) = attached {
-            custom.extend(attached.ctx.iter().map(|(k, v)| (k.clone(), v.clone())));
-        }
-        let claims = Claims {
-            iss: wf.issuer.clone(),
+        // The carried custom claims as they are, unless the handler attached more.
+        let custom = match (carried, attached) {
+            (_, Some(attached)) if !attached.ctx.is_empty() => {
+                let mut merged = carried.map(|c| c.ctx.clone()).unwrap_or_default();
+                merged.extend(attached.ctx.iter().map(|(k, v)| (k.clone(), v.clone())));
+                Cow::Owned(merged)
+            }
+            (Some(c), _) => Cow::Borrowed(&c.ctx),
+            (None, _) => Cow::Owned(Map::new()),
+        };
+        let claims = Issued {
+            iss: &wf.issuer,
             sub,
-            aud: self.audience.clone(),
+            aud: &self.audience,
             exp,
             iat: now,
             nbf: now,
             jti: random_id()?,
-            wf: wf.name.clone(),
+            wf: &wf.name,
             run,
-            stp: step.name.clone(),
+            stp: &step.name,
             rat,
             ctx: custom,
             sfp: attached
@@ -640,7 +694,7 @@ impl Issuer {
         };
         let code = token::encode(wf.keys.current(), &claims)?;
         let span = tracing::Span::current();
-        span.record("run", claims.run.as_str());
+        span.record("run", &*claims.run);
         span.record("outcome", "issued");
         observe::issued(&wf.name, &step.name);
         tracing::debug!(workflow = %wf.name, step = %step.name, run = %claims.run, "otac issued");
@@ -650,9 +704,37 @@ impl Issuer {
     /// Puts `code` into response headers: the code header, `Cache-Control: no-store` and, when configured,
     /// `Access-Control-Expose-Headers`.
     pub fn decorate(&self, headers: &mut HeaderMap, code: &str) -> Result<(), OtacError> {
+        let wf = &*self.workflow.inner;
+        if let Some(name) = &wf.cookie {
+            // One cookie per next step, scoped to its path: the browser sends it there and nowhere else.
+            let max_age = self
+                .workflow
+                .step_config(self.step)
+                .lifetime
+                .as_secs()
+                .max(1);
+            for next in &self.audience.0 {
+                let Some(path) = wf
+                    .steps
+                    .iter()
+                    .find(|s| &s.name == next)
+                    .and_then(|s| s.path.as_deref())
+                else {
+                    continue;
+                };
+                let cookie = format!(
+                    "{name}={code}; Path={path}; Max-Age={max_age}; HttpOnly; Secure; SameSite=Strict"
+                );
+                let value = HeaderValue::from_str(&cookie)
+                    .map_err(|_| OtacError::issue("code is not a cookie value"))?;
+                headers.append(SET_COOKIE, value);
+            }
+            headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            return Ok(());
+        }
         let value = HeaderValue::from_str(code)
             .map_err(|_| OtacError::issue("code is not a header value"))?;
-        headers.insert(self.workflow.inner.header.clone(), value);
+        headers.insert(wf.header.clone(), value);
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if let Some(expose) = &self.expose {
             headers.append(ACCESS_CONTROL_EXPOSE_HEADERS, expose.clone());
@@ -696,6 +778,19 @@ impl Issuer {
     /// Removes a code that [`complete`](Self::complete) added, when its live-code mark could not be written.
     pub fn withdraw(&self, headers: &mut HeaderMap, error: &OtacError) {
         headers.remove(&self.workflow.inner.header);
+        if let Some(name) = &self.workflow.inner.cookie {
+            let prefix = format!("{name}=");
+            let kept: Vec<HeaderValue> = headers
+                .get_all(SET_COOKIE)
+                .iter()
+                .filter(|v| !v.as_bytes().starts_with(prefix.as_bytes()))
+                .cloned()
+                .collect();
+            headers.remove(SET_COOKIE);
+            for value in kept {
+                headers.append(SET_COOKIE, value);
+            }
+        }
         self.log_failure(error);
     }
 
@@ -736,5 +831,80 @@ impl Issuer {
             _ => None,
         };
         Ok((code, mark))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::claims::Claims;
+
+    /// The borrowed view of every member of `claims` (a member added to [`Claims`] fails to compile here).
+    fn view(claims: &Claims) -> Issued<'_> {
+        let Claims {
+            iss,
+            sub,
+            aud,
+            exp,
+            iat,
+            nbf,
+            jti,
+            wf,
+            run,
+            stp,
+            rat,
+            ctx,
+            sfp,
+        } = claims;
+        Issued {
+            iss,
+            sub: sub.clone(),
+            aud,
+            exp: *exp,
+            iat: *iat,
+            nbf: *nbf,
+            jti: jti.clone(),
+            wf,
+            run: Cow::Borrowed(run),
+            stp,
+            rat: *rat,
+            ctx: Cow::Borrowed(ctx),
+            sfp: sfp.clone(),
+        }
+    }
+
+    #[test]
+    fn issued_claims_serialise_as_claims() {
+        let mut ctx = Map::new();
+        ctx.insert("user_id".to_owned(), Value::from("u_1"));
+        ctx.insert("tries".to_owned(), Value::from(2));
+        let full = Claims {
+            iss: "accounts.test".to_owned(),
+            sub: Some("c3Vi".to_owned()),
+            aud: Audience(vec!["verify-mobile".to_owned(), "resend".to_owned()]),
+            exp: 1_700_000_300,
+            iat: 1_700_000_000,
+            nbf: 1_700_000_000,
+            jti: "anRp".to_owned(),
+            wf: "onboarding".to_owned(),
+            run: "cnVu".to_owned(),
+            stp: "verify-email".to_owned(),
+            rat: 1_699_999_000,
+            ctx,
+            sfp: Some("c2Zw".to_owned()),
+        };
+        let bare = Claims {
+            sub: None,
+            aud: Audience(vec!["verify-mobile".to_owned()]),
+            ctx: Map::new(),
+            sfp: None,
+            ..full.clone()
+        };
+        for claims in [full, bare] {
+            assert_eq!(
+                serde_json::to_string(&view(&claims)).unwrap(),
+                serde_json::to_string(&claims).unwrap()
+            );
+        }
     }
 }

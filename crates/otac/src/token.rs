@@ -19,8 +19,8 @@ use crate::keys::{Key, KeySet};
 /// also enables another backend still behaves the same.
 static PROVIDER: &CryptoProvider = &jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER;
 
-/// Signs `claims` with `key` into a compact JWS.
-pub(crate) fn encode(key: &Key, claims: &Claims) -> Result<String, OtacError> {
+/// Signs `claims` (a [`Claims`], or a borrowed view that serialises as one) with `key` into a compact JWS.
+pub(crate) fn encode<C: serde::Serialize>(key: &Key, claims: &C) -> Result<String, OtacError> {
     let encoding = key
         .encoding()
         .ok_or(OtacError::issue("the current key cannot sign"))?;
@@ -60,22 +60,10 @@ pub(crate) fn decode<'k>(
     if header_b64.is_empty() || payload_b64.is_empty() || signature_b64.is_empty() {
         return Err(OtacError::malformed("not a compact JWS"));
     }
-    let header_json = URL_SAFE_NO_PAD
-        .decode(header_b64)
-        .map_err(|_| OtacError::malformed("header is not base64url"))?;
-    let header = parse_header(&header_json)?;
-    if header.forbidden {
-        return Err(OtacError::invalid("header member not allowed"));
-    }
-    if header.typ.as_deref() != Some(crate::TOKEN_TYPE) {
-        return Err(OtacError::invalid("wrong typ"));
-    }
-    let kid = header.kid.ok_or(OtacError::invalid("no kid"))?;
-    let key = keys.find(&kid).ok_or(OtacError::invalid("unknown kid"))?;
-    // The key pins the algorithm; the header must name exactly that one (so `none` and key confusion never verify).
-    if header.alg.as_deref() != Some(key.alg_name()) {
-        return Err(OtacError::invalid("algorithm not allowed for this key"));
-    }
+    let key = match own_header(header_b64, keys) {
+        Some(key) => key?,
+        None => checked_header(header_b64, keys)?,
+    };
     let signature = URL_SAFE_NO_PAD
         .decode(signature_b64)
         .map_err(|_| OtacError::malformed("signature is not base64url"))?;
@@ -96,6 +84,52 @@ pub(crate) fn decode<'k>(
     let claims: Claims = serde_json::from_slice(&payload)
         .map_err(|_| OtacError::malformed("claims are not valid"))?;
     Ok((key, claims))
+}
+
+/// The fast path of the header checks: a header byte for byte the one a key of `keys` signs with (the header of
+/// every code this key set issued) is the JSON `{"alg":..,"typ":"otac+jwt","kid":..}` of that key, so decoding
+/// and parsing it would give exactly that: the answer of [`checked_header`] without the base64 and JSON work.
+/// `None` for any other header, which takes the full checks.
+fn own_header<'k>(header_b64: &str, keys: &'k KeySet) -> Option<Result<&'k Key, OtacError>> {
+    let issued = keys.iter().find(|k| k.header_b64() == header_b64)?;
+    // A kid is printable ASCII without quotes or backslashes, so it reads back from the JSON as it is; a key made
+    // in some other way takes the full checks.
+    let kid = issued.kid();
+    if !kid
+        .bytes()
+        .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+    {
+        return None;
+    }
+    // As the full checks: the key found by that kid, whose algorithm the header names.
+    let key = keys.find(kid)?;
+    Some(if key.alg_name() == issued.alg_name() {
+        Ok(key)
+    } else {
+        Err(OtacError::invalid("algorithm not allowed for this key"))
+    })
+}
+
+/// The full header checks: base64url, a JSON object without duplicate members, only `alg`, `typ`, `kid`, the
+/// code type, a known kid, and the algorithm pinned to that key.
+fn checked_header<'k>(header_b64: &str, keys: &'k KeySet) -> Result<&'k Key, OtacError> {
+    let header_json = URL_SAFE_NO_PAD
+        .decode(header_b64)
+        .map_err(|_| OtacError::malformed("header is not base64url"))?;
+    let header = parse_header(&header_json)?;
+    if header.forbidden {
+        return Err(OtacError::invalid("header member not allowed"));
+    }
+    if header.typ.as_deref() != Some(crate::TOKEN_TYPE) {
+        return Err(OtacError::invalid("wrong typ"));
+    }
+    let kid = header.kid.ok_or(OtacError::invalid("no kid"))?;
+    let key = keys.find(&kid).ok_or(OtacError::invalid("unknown kid"))?;
+    // The key pins the algorithm; the header must name exactly that one (so `none` and key confusion never verify).
+    if header.alg.as_deref() != Some(key.alg_name()) {
+        return Err(OtacError::invalid("algorithm not allowed for this key"));
+    }
+    Ok(key)
 }
 
 /// Decodes the claims without verifying anything. For diagnostics only.
@@ -176,6 +210,31 @@ mod tests {
                 .unwrap()
                 .forbidden
         );
+    }
+
+    #[test]
+    fn own_headers_take_the_fast_path_to_the_same_key() {
+        let keys = KeySet::new(Key::hs256([3u8; 32]).unwrap())
+            .with_previous(Key::hs256([4u8; 32]).unwrap().with_kid("old").unwrap())
+            .unwrap();
+        for key in keys.iter() {
+            let fast = own_header(key.header_b64(), &keys).unwrap().unwrap();
+            let full = checked_header(key.header_b64(), &keys).unwrap();
+            assert_eq!(fast.kid(), key.kid());
+            assert_eq!(full.kid(), key.kid());
+        }
+        // Any other header, even one that means the same, takes the full checks.
+        let spaced = b64(&format!(
+            r#"{{"alg":"HS256", "typ":"otac+jwt","kid":"{}"}}"#,
+            keys.current().kid()
+        ));
+        assert!(own_header(&spaced, &keys).is_none());
+        assert_eq!(
+            checked_header(&spaced, &keys).unwrap().kid(),
+            keys.current().kid()
+        );
+        let other = KeySet::new(Key::hs256([5u8; 32]).unwrap());
+        assert!(own_header(other.current().header_b64(), &keys).is_none());
     }
 
     #[test]

@@ -105,6 +105,7 @@ pub struct Step {
     issue_when: fn(StatusCode) -> bool,
     entry: bool,
     state: Option<StateHook>,
+    path: Option<String>,
 }
 
 impl Step {
@@ -118,6 +119,7 @@ impl Step {
             issue_when: |status| status.is_success(),
             entry: false,
             state: None,
+            path: None,
         }
     }
 
@@ -127,6 +129,13 @@ impl Step {
     /// step sets). One-time use with no replay store: combine with [`Replay::stateless`] if you like.
     pub fn state_bound(mut self, fingerprint: impl StateFingerprint) -> Self {
         self.state = Some(StateHook(Arc::new(fingerprint)));
+        self
+    }
+
+    /// The URL path of this step's route, with [`cookie_transport`](WorkflowBuilder::cookie_transport): a code for
+    /// this step goes into a cookie scoped to this path, so the browser sends it to this step only.
+    pub fn path(mut self, path: impl Into<String>) -> Self {
+        self.path = Some(path.into());
         self
     }
 
@@ -178,6 +187,8 @@ pub(crate) struct StepConfig {
     pub(crate) starts_runs: bool,
     /// The current-state fingerprint of a state-bound step.
     pub(crate) state: Option<StateHook>,
+    /// The route's path, for cookie transport.
+    pub(crate) path: Option<String>,
 }
 
 /// A workflow definition. Cheap to clone (an `Arc`).
@@ -218,6 +229,7 @@ pub(crate) struct WorkflowInner {
     pub(crate) expose_header: bool,
     pub(crate) revocation: bool,
     pub(crate) one_live_code: bool,
+    pub(crate) cookie: Option<String>,
     pub(crate) responder: Responder,
 }
 
@@ -240,6 +252,7 @@ impl Workflow {
             expose_header: false,
             revocation: false,
             one_live_code: false,
+            cookie: None,
             responder: Box::new(ProblemJson),
         }
     }
@@ -338,6 +351,7 @@ pub struct WorkflowBuilder {
     expose_header: bool,
     revocation: bool,
     one_live_code: bool,
+    cookie: Option<String>,
     responder: Box<dyn ErrorResponder>,
 }
 
@@ -439,6 +453,15 @@ impl WorkflowBuilder {
         self
     }
 
+    /// Carries codes in a cookie named `name` instead of the header, for browser flows where page script should
+    /// never see them: `Set-Cookie: name=code; Path=<next step's path>; Max-Age=<lifetime>; HttpOnly; Secure;
+    /// SameSite=Strict`, and the require side reads that cookie (two cookies of that name are `otac_malformed`).
+    /// Every step that codes are issued for needs its [`Step::path`].
+    pub fn cookie_transport(mut self, name: impl Into<String>) -> Self {
+        self.cookie = Some(name.into());
+        self
+    }
+
     /// Replaces the default problem+json error responses.
     pub fn error_responder(mut self, responder: impl ErrorResponder) -> Self {
         self.responder = Box::new(responder);
@@ -500,6 +523,7 @@ impl WorkflowBuilder {
                 max_incoming: Duration::ZERO,
                 starts_runs: step.entry,
                 state: step.state.clone(),
+                path: step.path.clone(),
             });
         }
         for i in 0..steps.len() {
@@ -515,6 +539,30 @@ impl WorkflowBuilder {
         }
         for step in &mut steps {
             step.starts_runs |= step.max_incoming.is_zero();
+        }
+        if let Some(name) = &self.cookie {
+            let token = |s: &str| {
+                !s.is_empty()
+                    && s.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+            };
+            if !token(name) {
+                return Err(ConfigError::InvalidSetting(
+                    "the cookie name is not an HTTP token",
+                ));
+            }
+            for step in steps.iter().filter(|s| !s.max_incoming.is_zero()) {
+                let path_ok = step.path.as_deref().is_some_and(|p| {
+                    p.starts_with('/')
+                        && p.bytes()
+                            .all(|b| b.is_ascii_graphic() && b != b';' && b != b',')
+                });
+                if !path_ok {
+                    return Err(ConfigError::InvalidSetting(
+                        "with cookie transport every step that codes are issued for needs a Step::path starting with /",
+                    ));
+                }
+            }
         }
         Ok(Workflow {
             inner: Arc::new(WorkflowInner {
@@ -532,6 +580,7 @@ impl WorkflowBuilder {
                 expose_header: self.expose_header,
                 revocation: self.revocation,
                 one_live_code: self.one_live_code,
+                cookie: self.cookie,
                 responder: Responder(self.responder),
             }),
         })
