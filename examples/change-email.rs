@@ -9,7 +9,7 @@ use otac_examples::change_email::{self, Accounts};
 use otac_examples::config::{Settings, memory_replay};
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> Result<(), otac_examples::config::Fatal> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .init();

@@ -15,7 +15,7 @@ use otac_examples::domain::Directory;
 use otac_examples::onboarding_actix;
 use tracing_subscriber::EnvFilter;
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), otac_examples::config::Fatal> {
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,otac=debug")),

@@ -9,6 +9,32 @@ use otac_redis::RedisStore;
 /// The issuer name of the example service. Fixed, so instances sharing `OTAC_SECRET` issue interchangeable codes.
 pub const ISSUER: &str = "otac-onboarding-example";
 
+/// What `--help` prints.
+pub const USAGE: &str = "\
+usage: onboarding [--addr HOST:PORT]
+
+environment:
+  OTAC_ADDR         listen address (default 127.0.0.1:3000; --addr wins)
+  OTAC_SECRET       HS256 secret, at least 32 bytes (default: a generated development key)
+  OTAC_REDIS_URL    Redis replay store shared by instances (default: in memory)
+  OTAC_CORS_ORIGIN  a browser origin allowed to drive the workflow
+  RUST_LOG          log filter (default info,otac=debug)";
+
+/// An error that `main` prints as its message rather than its `Debug` form.
+pub struct Fatal(Box<dyn std::error::Error>);
+
+impl<E: Into<Box<dyn std::error::Error>>> From<E> for Fatal {
+    fn from(err: E) -> Self {
+        Self(err.into())
+    }
+}
+
+impl std::fmt::Debug for Fatal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&self.0, f)
+    }
+}
+
 /// Settings of an onboarding example.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -32,6 +58,9 @@ impl Settings {
                 addr = Some(args.next().ok_or("--addr needs HOST:PORT")?);
             } else if let Some(value) = arg.strip_prefix("--addr=") {
                 addr = Some(value.to_owned());
+            } else if arg == "--help" || arg == "-h" {
+                println!("{USAGE}");
+                std::process::exit(0);
             } else {
                 return Err(format!("unknown argument `{arg}` (only --addr HOST:PORT)"));
             }
