@@ -482,6 +482,8 @@ struct Issued<'a> {
     sfp: Option<String>,
 }
 
+// serde hands `skip_serializing_if` a reference to the field itself.
+#[allow(clippy::ptr_arg)]
 fn no_custom_claims(ctx: &Cow<'_, Map<String, Value>>) -> bool {
     ctx.is_empty()
 }
