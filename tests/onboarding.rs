@@ -477,6 +477,7 @@ async fn expired_codes_are_rejected(fw: Framework) {
     past["iat"] = json!(t - 400);
     past["nbf"] = json!(t - 400);
     past["exp"] = json!(t - 100);
+    past["rat"] = json!(t - 400);
     let mut future = claims.clone();
     future["nbf"] = json!(t + 60);
     let mut run_over = claims.clone();

@@ -108,7 +108,7 @@ return 0
 });
 
 /// Checks the guards on their marks (`KEYS[2..]`) and, when all pass, records the use (`KEYS[1]`), in one atomic
-/// call. `ARGV`: spend mode (`c` consume, `r` reserve, `n` nothing), value, PXAT, then a rule and an operand per
+/// call. `ARGV`: spend mode (`c` consume, `r` reserve, `n` nothing but check that the key is absent), value, PXAT, then a rule and an operand per
 /// guard (`rev` since-at-least, compared as numbers; `live` tag, compared as strings so that 64-bit tags stay
 /// exact). Returns 1 inserted, 0 already present, 2 revoked, 3 superseded.
 static USE_GUARDED: LazyLock<Script> = LazyLock::new(|| {
@@ -125,7 +125,10 @@ for i = 1, guards do
     return 3
   end
 end
-if ARGV[1] == 'n' then return 1 end
+if ARGV[1] == 'n' then
+  if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+  return 1
+end
 if redis.call('SET', KEYS[1], ARGV[2], 'NX', 'PXAT', ARGV[3]) then return 1 end
 return 0
 ",

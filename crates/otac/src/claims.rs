@@ -35,8 +35,13 @@ pub struct Claims {
     pub stp: String,
     /// When the run started (seconds since the Unix epoch); bounds the chain's total lifetime.
     pub rat: u64,
-    /// Custom claims attached by handlers, carried along the chain.
-    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    /// Custom claims attached by handlers, carried along the chain. A member named twice, at any depth, makes the
+    /// code malformed (so no two readers can disagree about a claim).
+    #[serde(
+        default,
+        skip_serializing_if = "Map::is_empty",
+        deserialize_with = "strict_object"
+    )]
     pub ctx: Map<String, Value>,
     /// Keyed hash of the server-state fingerprint the issuing handler named (state-bound codes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -92,9 +97,90 @@ impl<'de> Deserialize<'de> for Audience {
     }
 }
 
+/// A JSON object in which no object, at any depth, names a member twice.
+fn strict_object<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Map<String, Value>, D::Error> {
+    match deserializer.deserialize_map(StrictValue)? {
+        Value::Object(map) => Ok(map),
+        _ => Err(de::Error::custom("expected an object")),
+    }
+}
+
+struct StrictValue;
+
+impl<'de> de::DeserializeSeed<'de> for StrictValue {
+    type Value = Value;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for StrictValue {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("JSON without duplicate object members")
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(StrictValue)? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+    fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if object.contains_key(&key) {
+                return Err(de::Error::custom("duplicate member"));
+            }
+            let value = map.next_value_seed(StrictValue)?;
+            object.insert(key, value);
+        }
+        Ok(Value::Object(object))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn custom_claims_refuse_duplicate_members_at_any_depth() {
+        let base = r#""iss":"i","aud":"a","exp":1,"iat":1,"nbf":1,"jti":"j","wf":"w","run":"r","stp":"s","rat":1"#;
+        let parse =
+            |ctx: &str| serde_json::from_str::<Claims>(&format!("{{{base},\"ctx\":{ctx}}}"));
+        assert!(parse(r#"{"user_id":"a","n":[1,{"x":true}]}"#).is_ok());
+        assert!(parse(r#"{"user_id":"victim","user_id":"real"}"#).is_err());
+        assert!(parse(r#"{"a":{"b":1,"b":2}}"#).is_err());
+        assert!(parse(r#"{"a":[{"b":1,"b":2}]}"#).is_err());
+        assert!(parse("[]").is_err());
+    }
 
     #[test]
     fn audience_accepts_string_or_array_only() {

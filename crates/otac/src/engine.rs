@@ -146,6 +146,12 @@ impl Verifier {
         if claims.nbf > now.saturating_add(leeway) {
             return Err(OtacError::expired("code not valid yet"));
         }
+        // Times from the future are forgeries or broken clocks: a run start ahead of now would also escape
+        // revocations (which cover runs started until the revocation).
+        if claims.iat > now.saturating_add(leeway) || claims.rat > now.saturating_add(leeway) {
+            return Err(OtacError::invalid("issued in the future"));
+        }
+
         if claims.exp
             > now
                 .saturating_add(step.max_incoming.as_secs())

@@ -285,6 +285,9 @@ async fn rejected_requests_never_reach_the_handler() {
     let forbidden = StatusCode::FORBIDDEN;
     let mut expired = claims_for("verify-email");
     expired["exp"] = json!(now() - 60);
+    for t in ["iat", "nbf", "rat"] {
+        expired[t] = json!(now() - 120);
+    }
     let mut tampered: Vec<&str> = good.split('.').collect();
     let other_payload = b64(claims_for("verify-email").to_string());
     tampered[1] = &other_payload;

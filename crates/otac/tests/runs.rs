@@ -288,3 +288,38 @@ fn run_features_need_a_store_and_replace_needs_one_live_code() {
         std::task::Poll::Ready(Err(_))
     ));
 }
+
+#[tokio::test]
+async fn a_spent_code_cannot_be_replaced_by_a_resend() {
+    // confirm spends the code and issues nothing, so the run's live-code mark still names it: the resend step must
+    // refuse it for being spent, or a finished run could be reopened.
+    let wf = Workflow::builder("confirm-once")
+        .keys(KeySet::new(
+            Key::hs256(b"runs test secret, at least 32 bytes long").unwrap(),
+        ))
+        .binding(Binding::header(http::HeaderName::from_static("device-id")))
+        .replay(Replay::store(MemoryStore::new(1024)))
+        .one_live_code(true)
+        .step(Step::new("start").then("confirm").then("resend"))
+        .step(
+            Step::new("resend")
+                .then("confirm")
+                .then("resend")
+                .consume(Consume::Replace),
+        )
+        .step(Step::new("confirm"))
+        .build()
+        .unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let code = code_of(&call(&wf, "start", None, "d1", &[], &calls).await);
+    let res = call(&wf, "confirm", Some(&code), "d1", &[], &calls).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let before = calls.load(Ordering::SeqCst);
+    let res = call(&wf, "resend", Some(&code), "d1", &[], &calls).await;
+    assert_rejected(&res, StatusCode::UNAUTHORIZED, "otac_replayed");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        before,
+        "the resend handler did not run"
+    );
+}

@@ -743,6 +743,12 @@ fn expiry_and_leeway() {
         EXPIRED,
     );
     check(with(claims(), "rat", json!(now - 3000))).unwrap();
+    // Issued, or a run started, in the future (beyond the leeway): a forgery or a broken clock. A run start ahead
+    // of now would also escape revocations, which cover runs started until then.
+    assert_kind(check(with(claims(), "iat", json!(now + 600))), INVALID);
+    assert_kind(check(with(claims(), "rat", json!(now + 600))), INVALID);
+    assert_kind(check(with(claims(), "rat", json!(u64::MAX))), INVALID);
+    check(with(claims(), "rat", json!(now + 3))).unwrap();
 }
 
 #[test]

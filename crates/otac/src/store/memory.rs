@@ -280,6 +280,16 @@ impl ReplayStore for MemoryStore {
                 return StoreFuture::ready(Ok(outcome));
             }
         }
+        if spend == Spend::Nothing {
+            let now = (self.now)();
+            let (k, shard) = self.shard(key);
+            let present = shard.map.get(&k).is_some_and(|e| e.until_ms > now);
+            return StoreFuture::ready(Ok(if present {
+                Outcome::AlreadyPresent
+            } else {
+                Outcome::Inserted
+            }));
+        }
         super::spend_unguarded(self, key, spend)
     }
 

@@ -104,7 +104,8 @@ pub enum Spend {
         /// When the reservation lapses.
         lease_until_ms: u64,
     },
-    /// Record nothing: only check the guards.
+    /// Record nothing: check the guards, and that the key is absent (neither spent nor reserved). For steps that
+    /// replace a code with a newer one instead of spending it.
     Nothing,
 }
 
@@ -196,7 +197,10 @@ pub fn spend_unguarded<S: ReplayStore + ?Sized>(
             token,
             lease_until_ms,
         } => store.reserve(key, token, lease_until_ms),
-        Spend::Nothing => StoreFuture::ready(Ok(Outcome::Inserted)),
+        // Checking for absence needs more than insert-if-absent: only stores with marks offer it.
+        Spend::Nothing => StoreFuture::ready(Err(StoreError::new(
+            "a check-only use needs a store that supports marks",
+        ))),
     }
 }
 

@@ -326,6 +326,12 @@ async fn marks(store: &dyn ReplayStore) {
         Ok(Outcome::Inserted),
         "the live code passes (tags compared exactly)"
     );
+    store.consume(&k, t).await.expect("consume");
+    assert_eq!(
+        store.use_guarded(&k, Spend::Nothing, &guard).await,
+        Ok(Outcome::AlreadyPresent),
+        "a check-only use refuses a spent code"
+    );
     store.mark(&live, tag - 1, t).await.expect("mark");
     assert_eq!(
         store.use_guarded(&k, spend, &guard).await,
