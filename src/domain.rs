@@ -38,6 +38,7 @@ struct User {
     email_code: Option<String>,
     sms_code: Option<String>,
     sms_attempts: u32,
+    email_attempts: u32,
     email_verified: bool,
     mobile_verified: bool,
     password_set: bool,
@@ -56,9 +57,12 @@ pub enum DomainError {
     AlreadyDone,
     /// Too many wrong verification codes: the workflow run is aborted.
     TooManyAttempts,
+    /// The one-time authorization code does not name the user it is bound to (answered as
+    /// `403 otac_binding_mismatch`).
+    NotBound,
 }
 
-/// Wrong SMS codes a user may enter before the run is aborted.
+/// Wrong codes (email or SMS) a user may enter before the code is void (and, for SMS, the run aborted).
 pub const MAX_SMS_ATTEMPTS: u32 = 3;
 
 impl DomainError {
@@ -70,6 +74,7 @@ impl DomainError {
             Self::Invalid(_) => "invalid_request",
             Self::AlreadyDone => "already_done",
             Self::TooManyAttempts => "too_many_attempts",
+            Self::NotBound => "otac_binding_mismatch",
         }
     }
 
@@ -80,6 +85,19 @@ impl DomainError {
             Self::WrongCode | Self::Invalid(_) => 422,
             Self::AlreadyDone => 409,
             Self::TooManyAttempts => 429,
+            Self::NotBound => 403,
+        }
+    }
+
+    /// The one-time authorization code error this stands for, if any: answered as problem+json like every other
+    /// code rejection.
+    pub fn otac_error(self) -> Option<otac::OtacError> {
+        match self {
+            Self::NotBound => Some(otac::OtacError::new(
+                otac::OtacErrorKind::BindingMismatch,
+                "the code is not bound to the user it names",
+            )),
+            _ => None,
         }
     }
 
@@ -91,6 +109,7 @@ impl DomainError {
             Self::WrongCode => "the verification code does not match",
             Self::AlreadyDone => "this step is already done",
             Self::TooManyAttempts => "too many wrong codes: start again with a new invitation",
+            Self::NotBound => "the code is not bound to the user it names",
         };
         serde_json::json!({ "code": self.code(), "detail": detail })
     }
@@ -151,6 +170,7 @@ impl Directory {
                 email_code: Some(code),
                 sms_code: None,
                 sms_attempts: 0,
+                email_attempts: 0,
                 email_verified: false,
                 mobile_verified: false,
                 password_set: false,
@@ -169,7 +189,16 @@ impl Directory {
         if user.email_verified {
             return Err(DomainError::AlreadyDone);
         }
+        // Six digits are guessable without a limit: the third wrong code voids this one.
+        if user.email_attempts >= MAX_SMS_ATTEMPTS {
+            return Err(DomainError::TooManyAttempts);
+        }
         if !matches_code(user.email_code.as_deref(), code) {
+            user.email_attempts += 1;
+            if user.email_attempts >= MAX_SMS_ATTEMPTS {
+                user.email_code = None;
+                return Err(DomainError::TooManyAttempts);
+            }
             return Err(DomainError::WrongCode);
         }
         user.email_verified = true;

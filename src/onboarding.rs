@@ -17,6 +17,10 @@ use axum::{Json, Router};
 use otac::{OtacClaims, Workflow};
 use otac_axum::{AbortRun, AttachClaims, IssueOtacLayer, Otac, RequireOtacLayer};
 use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::timeout::TimeoutLayer;
+
+/// The longest a request may take; well below the workflow's 30 s reservation lease.
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 use crate::domain::{
     Directory, DomainError, EmailVerification, Invitation, MobileVerification, NewPassword,
@@ -25,6 +29,9 @@ use crate::domain::{
 
 impl IntoResponse for DomainError {
     fn into_response(self) -> Response {
+        if let Some(err) = self.otac_error() {
+            return otac_axum::OtacRejection(err).into_response();
+        }
         let status =
             StatusCode::from_u16(self.status()).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY);
         (status, Json(self.body())).into_response()
@@ -66,7 +73,7 @@ async fn verify_email(
 fn user_of(otac: &Otac) -> Result<String, DomainError> {
     otac.claim::<String>("user_id")
         .filter(|id| otac.subject_is(id))
-        .ok_or(DomainError::UnknownUser)
+        .ok_or(DomainError::NotBound)
 }
 
 async fn verify_mobile(
@@ -132,6 +139,12 @@ pub fn router(workflow: &Workflow, directory: Directory) -> Router {
             }),
         )
         .with_state(directory)
+        // Every request ends well inside the reservation lease of consume-on-success: a handler still running
+        // when its lease ran out would let a second request with the same code in.
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
 }
 
 /// CORS for a browser page on `origin`: preflights allow the code header and JSON bodies; responses expose the code

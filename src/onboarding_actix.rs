@@ -66,6 +66,9 @@ impl ResponseError for Failure {
     }
 
     fn error_response(&self) -> HttpResponse {
+        if let Some(err) = self.0.otac_error() {
+            return otac_actix::OtacRejection(err).error_response();
+        }
         HttpResponse::build(self.status_code()).json(self.0.body())
     }
 }
@@ -99,7 +102,7 @@ async fn verify_email(
 fn user_of(otac: &Otac) -> Result<String, DomainError> {
     otac.claim::<String>("user_id")
         .filter(|id| otac.subject_is(id))
-        .ok_or(DomainError::UnknownUser)
+        .ok_or(DomainError::NotBound)
 }
 
 async fn verify_mobile(
@@ -369,6 +372,19 @@ where
     }
 }
 
+/// Ends every request after [`crate::onboarding::REQUEST_TIMEOUT`] with 408, dropping the handler: well inside the
+/// reservation lease of consume-on-success (a handler still running when its lease ran out would let a second
+/// request with the same code in).
+async fn request_timeout(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    match tokio::time::timeout(crate::onboarding::REQUEST_TIMEOUT, next.call(req)).await {
+        Ok(res) => res,
+        Err(_) => Err(actix_web::error::ErrorRequestTimeout("request timeout")),
+    }
+}
+
 fn http_server(
     workflow: &Workflow,
     directory: Directory,
@@ -387,6 +403,7 @@ fn http_server(
     let mut server = HttpServer::new(move || {
         let metrics = metrics.clone();
         App::new()
+            .wrap(actix_web::middleware::from_fn(request_timeout))
             .wrap(cors.clone())
             .configure(configure.clone())
             .configure(move |cfg| {

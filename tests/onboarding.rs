@@ -52,6 +52,7 @@ for_each_framework!(
     too_many_wrong_sms_codes_abort_the_run,
     revoked_run_is_refused_mid_flow,
     openapi_document_declares_the_code_header,
+    email_codes_cannot_be_guessed_without_limit,
 );
 
 async fn full_flow_activates_the_user(fw: Framework) {
@@ -551,7 +552,13 @@ async fn code_without_binding_is_binding_mismatch(fw: Framework) {
     let res = server
         .post("/verify-mobile", Some(&code), json!({"code": "1"}))
         .await;
-    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    assert_problem(
+        res,
+        StatusCode::FORBIDDEN,
+        "otac_binding_mismatch",
+        Some(&code),
+    )
+    .await;
     assert_eq!(server.user(&victim).await["mobile_verified"], false);
 }
 
@@ -986,4 +993,38 @@ async fn openapi_document_declares_the_code_header(fw: Framework) {
             .to_string()
             .contains("otac_replayed")
     );
+}
+
+async fn email_codes_cannot_be_guessed_without_limit(fw: Framework) {
+    let server = start(fw).await;
+    let user_id = server.invite().await;
+    let code = server.latest_code(&user_id, "email").await;
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let statuses = [
+        StatusCode::UNPROCESSABLE_ENTITY,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        StatusCode::TOO_MANY_REQUESTS,
+    ];
+    for status in statuses {
+        let res = server
+            .post(
+                "/verify-email",
+                None,
+                json!({"user_id": user_id, "code": wrong}),
+            )
+            .await;
+        assert_eq!(res.status(), status);
+        assert!(res.headers().get(HEADER).is_none());
+    }
+    // The emailed code is void now: even the right one issues nothing.
+    let res = server
+        .post(
+            "/verify-email",
+            None,
+            json!({"user_id": user_id, "code": code}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(res.headers().get(HEADER).is_none());
+    assert_eq!(server.user(&user_id).await["email_verified"], false);
 }

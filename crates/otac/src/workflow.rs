@@ -426,6 +426,11 @@ impl WorkflowBuilder {
 
     /// How long an [`OnSuccess`](Consume::OnSuccess) reservation holds a code before a crashed request frees it
     /// (30 seconds).
+    ///
+    /// Keep every request of such a step shorter than the lease (a request timeout in front, e.g. tower-http's
+    /// `TimeoutLayer`, which drops the handler): a handler still running when its lease ends lets a second request
+    /// with the same code in. A timed-out request leaves the reservation to lapse, so the code is usable again
+    /// after the lease.
     pub fn reservation_lease(mut self, lease: Duration) -> Self {
         self.lease = lease;
         self
