@@ -6,7 +6,7 @@
 //! OTAC_BENCH_PAIRED=0 cargo bench --bench codes                      # criterion groups only
 //! ```
 //!
-//! For each algorithm (`HS256`, `EdDSA`, `ES256`), one criterion group `codes_<alg>` with three functions, all over
+//! For each algorithm (`HS256`, `EdDSA`, `ES256`), one criterion group `codes_<alg>` with four functions, all over
 //! the same claim set (`iss`, `aud`, `exp`, `iat`, `nbf`, `jti`, `wf`, `run`, `stp`, `rat`; no caller binding, no
 //! custom claims) and the same protected header (`alg`, `typ`, `kid`):
 //!
@@ -18,8 +18,10 @@
 //!   `service_fn` (`tower::ServiceExt::oneshot`, polled in place): verify, spend in a `MemoryStore`, call the
 //!   service, issue the code for the step after. Every timed request carries an unspent code, minted before the
 //!   timed section through an `IssueOtacLayer` on the entry step.
+//! - `layer_require_issue_stateless`: the same with `Replay::stateless()`: no store call (the cost of one-time use
+//!   is the difference).
 //!
-//! After the groups, the three are measured once more in alternating batches (on a shared machine the load drifts
+//! After the groups, the four are measured once more in alternating batches (on a shared machine the load drifts
 //! between criterion runs; alternation makes the drift hit all sides alike), and the ratios to the baseline are
 //! printed. Skipped with `--test`, `--list` or `OTAC_BENCH_PAIRED=0`.
 
@@ -142,12 +144,12 @@ fn algorithms() -> Vec<Alg> {
 }
 
 /// `start` (entry) -> `verify` -> `done`: `verify` is the step that requires a code and issues the next.
-fn workflow(key: &Key, store: MemoryStore) -> Workflow {
+fn workflow(key: &Key, replay: Replay) -> Workflow {
     Workflow::builder(WORKFLOW)
         .issuer(ISSUER)
         .keys(KeySet::new(key.clone()))
         .binding(Binding::none())
-        .replay(Replay::store(store))
+        .replay(replay)
         .step(Step::new("start").entry().then("verify"))
         .step(Step::new("verify").then("done"))
         .step(Step::new("done"))
@@ -215,7 +217,7 @@ struct Core {
 
 impl Core {
     fn new(alg: &Alg) -> Self {
-        let wf = workflow(&alg.otac, MemoryStore::new(1024));
+        let wf = workflow(&alg.otac, Replay::store(MemoryStore::new(1024)));
         Self {
             issuer: Issuer::new(&wf, "start").expect("issuer"),
             verifier: Verifier::new(&wf, "verify").expect("verifier"),
@@ -261,15 +263,20 @@ struct Layers<S, M> {
 /// Requests per minting chunk: minted, then timed, then the next chunk.
 const CHUNK: usize = 2_048;
 
+/// The layers over a `MemoryStore` with room for `capacity` codes, or stateless for `None`.
 fn layers(
     alg: &Alg,
-    capacity: usize,
+    capacity: Option<usize>,
 ) -> Layers<
     impl Service<Request<()>, Response = Res, Error = Infallible> + Clone,
     impl Service<Request<()>, Response = Res, Error = Infallible> + Clone,
 > {
     // Room for every code of the run (entries outlive the codes).
-    let wf = workflow(&alg.otac, MemoryStore::new(capacity.max(CHUNK) * 2));
+    let replay = match capacity {
+        Some(capacity) => Replay::store(MemoryStore::new(capacity.max(CHUNK) * 2)),
+        None => Replay::stateless(),
+    };
+    let wf = workflow(&alg.otac, replay);
     let step = RequireOtacLayer::new(&wf, "verify")
         .layer(IssueOtacLayer::new(&wf, "verify").layer(service_fn(handler)));
     let mint = IssueOtacLayer::new(&wf, "start").layer(service_fn(handler));
@@ -336,21 +343,26 @@ fn bench(c: &mut Criterion, algs: &[Alg]) {
         let mut core = Core::new(alg);
         group.bench_function("core_issue_verify", |b| b.iter(|| core.once()));
         group.bench_function("layer_require_consume_issue", |b| {
-            b.iter_custom(|iters| layers(alg, iters as usize).timed(iters as usize));
+            b.iter_custom(|iters| layers(alg, Some(iters as usize)).timed(iters as usize));
+        });
+        let stateless = layers(alg, None);
+        group.bench_function("layer_require_issue_stateless", |b| {
+            b.iter_custom(|iters| stateless.timed(iters as usize));
         });
         group.finish();
     }
 }
 
-/// The three side by side in alternating batches; prints ns per operation and the ratios to the baseline: over
+/// The four side by side in alternating batches; prints ns per operation and the ratios to the baseline: over
 /// the sums of all rounds, and the median of the per-round ratios (robust to a burst of load in one round).
 fn paired(algs: &[Alg]) {
     const ROUNDS: usize = 24;
     for alg in algs {
         let baseline = Baseline::new(alg);
         let mut core = Core::new(alg);
-        let layered = layers(alg, (ROUNDS + 1) * alg.batch);
-        let mut rounds: Vec<[Duration; 3]> = Vec::with_capacity(ROUNDS);
+        let layered = layers(alg, Some((ROUNDS + 1) * alg.batch));
+        let stateless = layers(alg, None);
+        let mut rounds: Vec<[Duration; 4]> = Vec::with_capacity(ROUNDS);
         // One untimed round first.
         for round in 0..=ROUNDS {
             let began = Instant::now();
@@ -364,8 +376,9 @@ fn paired(algs: &[Alg]) {
             }
             let tb = began.elapsed();
             let tc = layered.timed(alg.batch);
+            let td = stateless.timed(alg.batch);
             if round > 0 {
-                rounds.push([ta, tb, tc]);
+                rounds.push([ta, tb, tc, td]);
             }
         }
         let ops = (ROUNDS * alg.batch) as f64;
@@ -380,7 +393,8 @@ fn paired(algs: &[Alg]) {
         };
         println!(
             "codes paired {} ({ROUNDS} rounds of {}): jsonwebtoken encode+decode {:.0} ns; core issue+verify {:.0} ns, \
-             {:.2}x (median {:.2}x); layer require+consume+issue {:.0} ns, {:.2}x (median {:.2}x)",
+             {:.2}x (median {:.2}x); layer require+consume+issue {:.0} ns, {:.2}x (median {:.2}x); stateless \
+             layer require+issue {:.0} ns, {:.2}x (median {:.2}x)",
             alg.name,
             alg.batch,
             ns(0),
@@ -390,6 +404,9 @@ fn paired(algs: &[Alg]) {
             ns(2),
             ns(2) / ns(0),
             median(2),
+            ns(3),
+            ns(3) / ns(0),
+            median(3),
         );
     }
 }
