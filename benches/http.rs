@@ -46,7 +46,7 @@ use otac::{Binding, IssueContext, Issuer, Key, KeySet, MemoryStore, Replay, Step
 const CONCURRENCY: usize = 32;
 /// Variants: 2 frameworks x 4 routes.
 const PER_ROUND: usize = 8;
-const ROUNDS: usize = 4;
+const ROUNDS: usize = 10;
 const WARM_UP: usize = 2_000;
 const VARIANT_LIMIT: Duration = Duration::from_secs(60);
 const TOTAL_LIMIT: Duration = Duration::from_secs(600);
@@ -306,6 +306,8 @@ struct Variant {
     header: http::HeaderName,
     requests: usize,
     elapsed: Duration,
+    /// The wall time of each timed round (the same number of requests in each).
+    rounds: Vec<Duration>,
     /// CPU time of the client thread and of all other threads (the servers) while the variant ran.
     client_cpu: Duration,
     server_cpu: Duration,
@@ -471,6 +473,7 @@ fn main() {
             header: wfs.memory.header().clone(),
             requests: 0,
             elapsed: Duration::ZERO,
+            rounds: Vec::with_capacity(ROUNDS),
             client_cpu: Duration::ZERO,
             server_cpu: Duration::ZERO,
         }
@@ -518,6 +521,7 @@ fn main() {
             if round > 0 {
                 v.requests += count;
                 v.elapsed += elapsed;
+                v.rounds.push(elapsed);
                 v.client_cpu += client_after.saturating_sub(client_before);
                 v.server_cpu += server_after.saturating_sub(server_before);
             }
@@ -530,25 +534,40 @@ fn main() {
 
     let rate = |v: &Variant| v.requests as f64 / v.elapsed.as_secs_f64();
     let per_request = |cpu: Duration, v: &Variant| cpu.as_secs_f64() * 1e6 / v.requests as f64;
+    // Throughput of `v` over that of `base`, from the sums, and the median of the ratios within each round (robust
+    // to a burst of load from elsewhere during one round).
+    let ratio = |v: &Variant, base: &Variant| {
+        let mut per_round: Vec<f64> = v
+            .rounds
+            .iter()
+            .zip(&base.rounds)
+            .map(|(t, b)| b.as_secs_f64() / t.as_secs_f64())
+            .collect();
+        per_round.sort_by(f64::total_cmp);
+        format!(
+            "{:.3} ({:.3})",
+            rate(v) / rate(base),
+            per_round[per_round.len() / 2]
+        )
+    };
     println!(
         "http: {} requests per variant over 127.0.0.1, {CONCURRENCY} connections, {ROUNDS} alternating rounds, \
-         server on one worker thread, client on one",
+         server on one worker thread, client on one; ratios from the sums (and the median of the rounds)",
         variants[0].requests
     );
     println!(
-        "  {:<40} {:>10}  {:>9}  {:>11}  {:>14}  {:>14}",
+        "  {:<40} {:>10}  {:>15}  {:>15}  {:>14}  {:>14}",
         "variant", "requests/s", "with/bare", "with/hand", "server CPU/req", "client CPU/req"
     );
     for chunk in variants.chunks(4) {
-        let (bare, hand) = (rate(&chunk[0]), rate(&chunk[1]));
         for v in chunk {
             println!(
-                "  {:<40} {:>10.0}  {:>9.3}  {:>11}  {:>11.1} us  {:>11.1} us",
+                "  {:<40} {:>10.0}  {:>15}  {:>15}  {:>11.1} us  {:>11.1} us",
                 v.name,
                 rate(v),
-                rate(v) / bare,
+                ratio(v, &chunk[0]),
                 if matches!(v.mint, Mint::Otac(_)) {
-                    format!("{:.3}", rate(v) / hand)
+                    ratio(v, &chunk[1])
                 } else {
                     String::new()
                 },
