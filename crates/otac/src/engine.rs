@@ -50,13 +50,16 @@ pub(crate) fn random_id() -> Result<String, OtacError> {
 pub struct Verifier {
     workflow: Workflow,
     step: usize,
+    metrics: observe::StepMetrics,
 }
 
 impl Verifier {
     /// The verifier of `step`; an unknown step is an error.
     pub fn new(workflow: &Workflow, step: &str) -> Result<Self, ConfigError> {
+        let index = workflow.index(step)?;
         Ok(Self {
-            step: workflow.index(step)?,
+            step: index,
+            metrics: observe::StepMetrics::new(workflow.name(), step),
             workflow: workflow.clone(),
         })
     }
@@ -248,15 +251,13 @@ impl Verifier {
                 tag: live_tag(&key),
             });
         }
-        let future = observe::timed(
-            &wf.name,
-            "use",
+        let future = self.metrics.timed(|| {
             if guards.is_empty() {
                 crate::store::spend_unguarded(&**store, &key, spend)
             } else {
                 store.use_guarded(&key, spend, &guards)
-            },
-        );
+            }
+        });
         Some((
             future,
             Ticket {
@@ -280,7 +281,7 @@ impl Verifier {
     /// `otac_consumed_total` metric. Adapters call it once the handler has answered.
     pub fn record_pass(&self) {
         tracing::Span::current().record("outcome", "passed");
-        observe::consumed(&self.workflow.inner.name, self.step());
+        self.metrics.consumed();
     }
 
     /// Whether one-time use goes through a replay store (not stateless).
@@ -324,7 +325,7 @@ impl Verifier {
 
     /// The workflow's error response for `error`.
     pub fn reject(&self, error: &OtacError) -> http::Response<bytes::Bytes> {
-        observe::rejected(&self.workflow.inner.name, self.step(), error.code());
+        self.metrics.rejected(error.kind());
         tracing::Span::current().record("outcome", error.code());
         tracing::debug!(
             workflow = %self.workflow.inner.name,
@@ -507,6 +508,7 @@ pub struct Issuer {
     step: usize,
     audience: Audience,
     expose: Option<HeaderValue>,
+    metrics: observe::StepMetrics,
 }
 
 /// What an [`Issuer`] learns from the request before the handler runs.
@@ -548,6 +550,7 @@ impl Issuer {
         Ok(Self {
             audience: Audience(config.next.clone()),
             step: index,
+            metrics: observe::StepMetrics::new(workflow.name(), step),
             workflow: workflow.clone(),
             expose,
         })
@@ -704,7 +707,7 @@ impl Issuer {
         let span = tracing::Span::current();
         span.record("run", &*claims.run);
         span.record("outcome", "issued");
-        observe::issued(&wf.name, &step.name);
+        self.metrics.issued();
         tracing::debug!(workflow = %wf.name, step = %step.name, run = %claims.run, "otac issued");
         Ok((code, claims))
     }

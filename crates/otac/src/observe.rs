@@ -1,4 +1,4 @@
-//! Metrics through the `metrics` facade (feature `metrics`); without the feature every function is a no-op.
+//! Metrics through the `metrics` facade (feature `metrics`); without the feature every call is a no-op.
 //!
 //! | metric | kind | labels |
 //! |---|---|---|
@@ -7,80 +7,163 @@
 //! | `otac_rejected_total` | counter | `workflow`, `step`, `code` (the stable error code) |
 //! | `otac_replay_attempts_total` | counter | `workflow`, `step` |
 //! | `otac_store_seconds` | histogram | `workflow`, `op` (`use`: the store call that spends a code) |
+//!
+//! Handles are registered on first use (after the application installed its recorder) and kept per step, so a
+//! request builds no label strings.
 
 #[cfg(feature = "metrics")]
 mod enabled {
+    use std::fmt;
+    use std::sync::{Arc, OnceLock};
     use std::time::Instant;
 
-    use crate::error::StoreError;
+    use metrics::{Counter, Histogram};
+
+    use crate::error::OtacErrorKind;
     use crate::store::StoreFuture;
 
-    pub(crate) fn issued(workflow: &str, step: &str) {
-        metrics::counter!("otac_issued_total", "workflow" => workflow.to_owned(), "step" => step.to_owned())
-            .increment(1);
+    /// The metric handles of one step.
+    #[derive(Clone)]
+    pub(crate) struct StepMetrics(Arc<Inner>);
+
+    struct Inner {
+        workflow: String,
+        step: String,
+        issued: OnceLock<Counter>,
+        consumed: OnceLock<Counter>,
+        replays: OnceLock<Counter>,
+        store: OnceLock<Histogram>,
+        rejected: [OnceLock<Counter>; KINDS],
     }
 
-    pub(crate) fn consumed(workflow: &str, step: &str) {
-        metrics::counter!("otac_consumed_total", "workflow" => workflow.to_owned(), "step" => step.to_owned())
-            .increment(1);
-    }
+    const KINDS: usize = 10;
 
-    pub(crate) fn rejected(workflow: &str, step: &str, code: &'static str) {
-        metrics::counter!(
-            "otac_rejected_total",
-            "workflow" => workflow.to_owned(),
-            "step" => step.to_owned(),
-            "code" => code
-        )
-        .increment(1);
-        if code == "otac_replayed" {
-            metrics::counter!(
-                "otac_replay_attempts_total",
-                "workflow" => workflow.to_owned(),
-                "step" => step.to_owned()
-            )
-            .increment(1);
+    fn index(kind: OtacErrorKind) -> usize {
+        match kind {
+            OtacErrorKind::Required => 0,
+            OtacErrorKind::Malformed => 1,
+            OtacErrorKind::Invalid => 2,
+            OtacErrorKind::Expired => 3,
+            OtacErrorKind::WrongStep => 4,
+            OtacErrorKind::BindingMismatch => 5,
+            OtacErrorKind::Replayed => 6,
+            OtacErrorKind::RunRevoked => 7,
+            OtacErrorKind::StoreUnavailable => 8,
+            OtacErrorKind::IssueFailed => 9,
         }
     }
 
-    /// Times a store call into `otac_store_seconds`.
-    pub(crate) fn timed<T: Send + 'static>(
-        workflow: &str,
-        op: &'static str,
-        future: StoreFuture<T>,
-    ) -> StoreFuture<T> {
-        let workflow = workflow.to_owned();
-        let start = Instant::now();
-        StoreFuture::boxed(async move {
-            let result: Result<T, StoreError> = future.await;
-            metrics::histogram!("otac_store_seconds", "workflow" => workflow, "op" => op)
-                .record(start.elapsed().as_secs_f64());
-            result
-        })
+    impl fmt::Debug for StepMetrics {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("StepMetrics")
+        }
+    }
+
+    impl StepMetrics {
+        pub(crate) fn new(workflow: &str, step: &str) -> Self {
+            Self(Arc::new(Inner {
+                workflow: workflow.to_owned(),
+                step: step.to_owned(),
+                issued: OnceLock::new(),
+                consumed: OnceLock::new(),
+                replays: OnceLock::new(),
+                store: OnceLock::new(),
+                rejected: Default::default(),
+            }))
+        }
+
+        fn counter(&self, slot: &OnceLock<Counter>, name: &'static str) -> Counter {
+            let m = &self.0;
+            slot.get_or_init(|| {
+                metrics::counter!(name, "workflow" => m.workflow.clone(), "step" => m.step.clone())
+            })
+            .clone()
+        }
+
+        pub(crate) fn issued(&self) {
+            self.counter(&self.0.issued, "otac_issued_total")
+                .increment(1);
+        }
+
+        pub(crate) fn consumed(&self) {
+            self.counter(&self.0.consumed, "otac_consumed_total")
+                .increment(1);
+        }
+
+        pub(crate) fn rejected(&self, kind: OtacErrorKind) {
+            let m = &self.0;
+            m.rejected[index(kind)]
+                .get_or_init(|| {
+                    metrics::counter!(
+                        "otac_rejected_total",
+                        "workflow" => m.workflow.clone(),
+                        "step" => m.step.clone(),
+                        "code" => kind.code()
+                    )
+                })
+                .increment(1);
+            if kind == OtacErrorKind::Replayed {
+                self.counter(&m.replays, "otac_replay_attempts_total")
+                    .increment(1);
+            }
+        }
+
+        /// Runs a store call and times it into `otac_store_seconds`: an answer that is ready at once (the memory
+        /// store) is timed on the spot, a pending one when it completes.
+        pub(crate) fn timed<T: Send + 'static>(
+            &self,
+            call: impl FnOnce() -> StoreFuture<T>,
+        ) -> StoreFuture<T> {
+            let start = Instant::now();
+            let future = call();
+            let m = &self.0;
+            let histogram = m
+                .store
+                .get_or_init(|| {
+                    metrics::histogram!("otac_store_seconds", "workflow" => m.workflow.clone(), "op" => "use")
+                })
+                .clone();
+            if future.is_ready() {
+                histogram.record(start.elapsed().as_secs_f64());
+                return future;
+            }
+            StoreFuture::boxed(async move {
+                let result = future.await;
+                histogram.record(start.elapsed().as_secs_f64());
+                result
+            })
+        }
     }
 }
 
 #[cfg(not(feature = "metrics"))]
 mod enabled {
+    use crate::error::OtacErrorKind;
     use crate::store::StoreFuture;
 
-    #[inline(always)]
-    pub(crate) fn issued(_workflow: &str, _step: &str) {}
+    /// No metrics without the feature.
+    #[derive(Clone, Debug)]
+    pub(crate) struct StepMetrics;
 
-    #[inline(always)]
-    pub(crate) fn consumed(_workflow: &str, _step: &str) {}
-
-    #[inline(always)]
-    pub(crate) fn rejected(_workflow: &str, _step: &str, _code: &'static str) {}
-
-    #[inline(always)]
-    pub(crate) fn timed<T: Send + 'static>(
-        _workflow: &str,
-        _op: &'static str,
-        future: StoreFuture<T>,
-    ) -> StoreFuture<T> {
-        future
+    impl StepMetrics {
+        #[inline(always)]
+        pub(crate) fn new(_workflow: &str, _step: &str) -> Self {
+            Self
+        }
+        #[inline(always)]
+        pub(crate) fn issued(&self) {}
+        #[inline(always)]
+        pub(crate) fn consumed(&self) {}
+        #[inline(always)]
+        pub(crate) fn rejected(&self, _kind: OtacErrorKind) {}
+        #[inline(always)]
+        pub(crate) fn timed<T: Send + 'static>(
+            &self,
+            call: impl FnOnce() -> StoreFuture<T>,
+        ) -> StoreFuture<T> {
+            call()
+        }
     }
 }
 
-pub(crate) use enabled::*;
+pub(crate) use enabled::StepMetrics;

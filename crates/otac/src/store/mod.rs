@@ -231,6 +231,13 @@ impl<T> StoreFuture<T> {
     }
 }
 
+impl<T> StoreFuture<T> {
+    /// Whether the answer is already known (polling it will not wait).
+    pub fn is_ready(&self) -> bool {
+        matches!(self.0, StoreFutureInner::Ready(Some(_)))
+    }
+}
+
 impl<T> fmt::Debug for StoreFuture<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self.0 {
