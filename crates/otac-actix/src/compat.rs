@@ -45,6 +45,15 @@ pub(crate) fn request_parts(req: &HttpRequest, carry: &[CopyFn]) -> Parts {
     parts
 }
 
+/// Request parts carrying only the verified code of the request (for an issuer that reads nothing else).
+pub(crate) fn extensions_only(req: &HttpRequest) -> Parts {
+    let (mut parts, ()) = http::Request::new(()).into_parts();
+    if let Some(verified) = req.extensions().get::<VerifiedOtac>() {
+        parts.extensions.insert(verified.clone());
+    }
+    parts
+}
+
 /// The response extensions the core reads (claims for the next code, a rejection, an aborted run), from the actix
 /// response extensions.
 pub(crate) fn response_extensions(from: &ActixExtensions) -> http::Extensions {

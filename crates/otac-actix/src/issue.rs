@@ -123,9 +123,13 @@ where
     fn call(&self, req: ServiceRequest) -> Self::Future {
         let span = self.issuer.span();
         let (context, inner) = span.in_scope(|| {
-            let context = self
-                .issuer
-                .prepare(&compat::request_parts(req.request(), &self.carry));
+            // Without a request-derived binding only the verified code is needed, not a copy of every header.
+            let parts = if self.issuer.reads_request() {
+                compat::request_parts(req.request(), &self.carry)
+            } else {
+                compat::extensions_only(req.request())
+            };
+            let context = self.issuer.prepare(&parts);
             (context, self.service.call(req))
         });
         ResponseFuture {

@@ -582,6 +582,12 @@ impl Issuer {
         (self.workflow.step_config(self.step).is_success)(status)
     }
 
+    /// Whether [`prepare`](Self::prepare) reads the request beyond its extensions (the caller binding comes from a
+    /// header, cookie, principal or closure). Adapters that convert requests can skip the headers otherwise.
+    pub fn reads_request(&self) -> bool {
+        self.workflow.inner.binding.is_request_derived()
+    }
+
     /// Captures what issuing needs from the request: the code it consumed (a chain continues its run) and the
     /// request-derived caller binding.
     pub fn prepare(&self, parts: &Parts) -> IssueContext {
