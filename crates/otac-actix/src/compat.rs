@@ -29,16 +29,13 @@ pub(crate) fn copy_extension<T: Clone + Send + Sync + 'static>(
 /// The request as the core sees it: method, URI, version, headers, the code a middleware further out verified, and
 /// the extensions the middleware was told to carry over.
 pub(crate) fn request_parts(req: &HttpRequest, carry: &[CopyFn]) -> Parts {
-    let (mut parts, ()) = http::Request::new(()).into_parts();
+    let mut parts = extensions_only(req);
     parts.method = http::Method::from_bytes(req.method().as_str().as_bytes()).unwrap_or_default();
     // Both `http` versions parse URIs alike; `to_string` of a parsed URI parses again.
     parts.uri = http::Uri::try_from(req.uri().to_string()).unwrap_or_default();
     parts.version = version(req.version());
     parts.headers = headers_to_http(req.headers());
     let extensions = req.extensions();
-    if let Some(verified) = extensions.get::<VerifiedOtac>() {
-        parts.extensions.insert(verified.clone());
-    }
     for copy in carry {
         copy(&extensions, &mut parts.extensions);
     }

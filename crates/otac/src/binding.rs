@@ -157,26 +157,25 @@ fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
     }
 }
 
-/// The `sub` claim for a binding value: base64url(HMAC-SHA256(key, label || workflow || 0 || value)).
-pub(crate) fn subject_hash(key: &[u8; 32], workflow: &str, value: &[u8]) -> String {
+/// base64url(HMAC-SHA256(key, label || workflow || 0 || value)).
+fn keyed_hash(key: &[u8; 32], label: &[u8], workflow: &str, value: &[u8]) -> String {
     let mut mac =
         <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC accepts any key length");
-    mac.update(b"otac sub v1\0");
+    mac.update(label);
     mac.update(workflow.as_bytes());
     mac.update(&[0]);
     mac.update(value);
     URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
 }
 
+/// The `sub` claim for a binding value.
+pub(crate) fn subject_hash(key: &[u8; 32], workflow: &str, value: &[u8]) -> String {
+    keyed_hash(key, b"otac sub v1\0", workflow, value)
+}
+
 /// The `sfp` claim for a server-state fingerprint, in a namespace apart from subjects.
 pub(crate) fn state_hash(key: &[u8; 32], workflow: &str, fingerprint: &[u8]) -> String {
-    let mut mac =
-        <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC accepts any key length");
-    mac.update(b"otac sfp v1\0");
-    mac.update(workflow.as_bytes());
-    mac.update(&[0]);
-    mac.update(fingerprint);
-    URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+    keyed_hash(key, b"otac sfp v1\0", workflow, fingerprint)
 }
 
 /// Constant-time equality of two `sub` values.
